@@ -1,0 +1,1 @@
+"""Baselines that ovbench's methods are compared against, and simple reference predictors."""

@@ -1,0 +1,1 @@
+"""Reference implementations of the methods ovbench reproduces (GKC, EZSD)."""

@@ -1,0 +1,41 @@
+"""The ``ovbench`` command line: one entry point, one sub-command per job.
+
+Every sub-command module exposes ``register(subparsers)``. Errors a user can fix arrive as
+:class:`~ovbench.errors.OvbenchError` and leave as one message on stderr with exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+import ovbench
+from ovbench.cli import compare_cmd, data_cmd, demo_cmd, evaluate_cmd, leaderboard_cmd, list_cmd
+from ovbench.errors import OvbenchError
+
+COMMANDS = (list_cmd, evaluate_cmd, compare_cmd, leaderboard_cmd, data_cmd, demo_cmd)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ovbench", description=ovbench.__doc__)
+    parser.add_argument("--version", action="version", version=f"ovbench {ovbench.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMANDS:
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except OvbenchError as e:
+        print(f"ovbench {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

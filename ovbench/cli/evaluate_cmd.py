@@ -1,0 +1,70 @@
+"""``ovbench evaluate``: score a submission, print the metrics, optionally record them."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from ovbench.errors import OvbenchError
+from ovbench.evaluation.semseg import default_workers, evaluate_semseg_submission
+from ovbench.protocols import get_protocol
+from ovbench.records.result import reproduced_record, save_per_image, write_record_with_per_image
+from ovbench.records.store import atomic_write_json
+
+DEFAULT_ROOT = Path("leaderboards")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="score predictions on a protocol")
+    p.add_argument("--protocol", required=True, help="protocol id (see `ovbench list`)")
+    p.add_argument("--predictions", required=True, type=Path, help="directory, .zip or .tar of <image_id>.png")
+    p.add_argument("--data-root", required=True, type=Path, help="folder holding the protocol's ground truth")
+    p.add_argument("--method", help="method name for the record (default: the predictions' name)")
+    p.add_argument("--out", type=Path, help="also write the printed JSON here, with per-image statistics beside it")
+    p.add_argument("--record", action="store_true", help="write a result record under <root>/results/<protocol>/")
+    p.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="leaderboard root for --record (default: leaderboards)")
+    p.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
+                   help="free-form configuration stored in the record (repeatable)")
+    p.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                   help="bootstrap resamples for 95%% CIs of mIoU and mIoU_novel (default: off)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--workers", type=int, default=default_workers(), help="decoding processes")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=run)
+
+
+def parse_config(items: list[str]) -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise OvbenchError(f"--config {item!r}: use KEY=VALUE")
+        key, value = item.split("=", 1)
+        try:
+            config[key] = json.loads(value)
+        except json.JSONDecodeError:
+            config[key] = value
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    protocol = get_protocol(args.protocol, data_root=args.data_root)
+    config = parse_config(args.config)
+    result = evaluate_semseg_submission(protocol, args.predictions, args.data_root, workers=args.workers,
+                                        bootstrap=args.bootstrap, seed=args.seed,
+                                        keep_per_image=bool(args.out or args.record),
+                                        progress=not args.no_progress)
+    summary: dict[str, Any] = {"protocol": protocol.id, "protocol_hash": protocol.hash, "metrics": result.metrics}
+    method = args.method or args.predictions.resolve().name
+    inputs = {"predictions": str(args.predictions), "predictions_sha256": result.predictions_sha256,
+              "ground_truth_sha256": result.ground_truth_sha256, "num_images": len(result.image_ids)}
+    if args.out:
+        out = {**summary, "method": method, "inputs": inputs,
+               "per_image_file": save_per_image(args.out, result.image_ids, result.per_image)}
+        atomic_write_json(args.out, out)
+    if args.record:
+        record = reproduced_record(method, protocol, result.metrics, inputs, config)
+        path = write_record_with_per_image(args.root, record, result.image_ids, result.per_image)
+        summary["record"] = str(path)
+    print(json.dumps(summary, indent=2))
+    return 0

@@ -1,0 +1,1 @@
+"""Data readers: where each protocol's ground truth and images live, and how labels decode."""

@@ -1,0 +1,1 @@
+"""Evaluation: evaluators (detectron2 interface) and offline scoring of submission files."""

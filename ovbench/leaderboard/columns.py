@@ -1,0 +1,136 @@
+"""Which metrics a leaderboard shows, per task: a small data table that later tasks extend.
+
+A :class:`Column` names a display label and the path of keys into a record's ``metrics``
+(``("bbox", "AP50_novel@100")`` reads ``metrics["bbox"]["AP50_novel@100"]``). ``kind="interval"``
+reads a ``[lo, hi]`` pair (a bootstrap confidence interval). ``optional`` columns are left out of
+a table when no row has a value; the others always show, with "–" where a row lacks the metric.
+
+To add a task, add a :class:`TaskView` to :data:`TASK_VIEWS`; a task without one gets
+:func:`generic_view` (every scalar metric found in its records, sorted by name).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
+
+MetricPath = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Column:
+    """One metric column of a leaderboard table."""
+
+    label: str
+    path: MetricPath
+    kind: str = "value"          # "value": a number; "interval": a [lo, hi] pair
+    optional: bool = False
+
+    @property
+    def key(self) -> str:
+        """The machine-readable name used in CSV headers (the dotted metric path)."""
+        return ".".join(self.path)
+
+    def csv_keys(self) -> tuple[str, ...]:
+        return (f"{self.key}.lo", f"{self.key}.hi") if self.kind == "interval" else (self.key,)
+
+
+@dataclass(frozen=True)
+class TaskView:
+    """How one task's leaderboard looks.
+
+    ``primary`` is the path of the metric tables sort by (descending), the overview pivot shows
+    and the accuracy-vs-latency plot puts on its y axis. ``base_novel`` is the pair of paths the
+    base-vs-novel scatter plots (``None``: no such plot for this task).
+    """
+
+    columns: tuple[Column, ...]
+    primary: MetricPath
+    primary_label: str
+    base_novel: tuple[MetricPath, MetricPath] | None = None
+    base_novel_labels: tuple[str, str] = ("base", "novel")
+
+
+TASK_VIEWS: dict[str, TaskView] = {
+    "semseg": TaskView(
+        columns=(
+            Column("mIoU", ("mIoU",)),
+            Column("mIoU_base", ("mIoU_base",)),
+            Column("mIoU_novel", ("mIoU_novel",)),
+            Column("hIoU", ("hIoU",)),
+            Column("mIoU_mmseg", ("mIoU_mmseg",)),
+            Column("pAcc", ("pAcc",)),
+            Column("mAcc", ("mAcc",)),
+            Column("mIoU 95% CI", ("ci95", "mIoU"), kind="interval", optional=True),
+        ),
+        primary=("mIoU",),
+        primary_label="mIoU",
+        base_novel=(("mIoU_base",), ("mIoU_novel",)),
+        base_novel_labels=("mIoU base", "mIoU novel"),
+    ),
+}
+
+
+def metric_at(metrics: Mapping[str, Any] | None, path: Sequence[str]) -> Any:
+    """The value at ``path`` inside ``metrics``, or ``None`` when any key on the way is absent."""
+    node: Any = metrics
+    for key in path:
+        if not isinstance(node, Mapping) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def as_number(value: Any) -> float | None:
+    """``value`` as a float, or ``None`` for missing, null, non-numeric or non-finite values."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    f = float(value)
+    return f if math.isfinite(f) else None
+
+
+def as_interval(value: Any) -> tuple[float, float] | None:
+    """A ``[lo, hi]`` pair as two floats, or ``None``."""
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        return None
+    lo, hi = as_number(value[0]), as_number(value[1])
+    return None if lo is None or hi is None else (lo, hi)
+
+
+def _is_per_class(d: Mapping[str, Any]) -> bool:
+    return bool(d) and all(str(k).isdigit() for k in d)
+
+
+def scalar_paths(metrics: Mapping[str, Any], prefix: MetricPath = ()) -> Iterable[MetricPath]:
+    """Paths of the numeric leaves of ``metrics``, skipping per-class tables and ``ci95``."""
+    for key, value in metrics.items():
+        path = (*prefix, str(key))
+        if isinstance(value, Mapping):
+            if key == "ci95" or _is_per_class(value):
+                continue
+            yield from scalar_paths(value, path)
+        elif as_number(value) is not None or value is None:
+            yield path
+
+
+def generic_view(metric_dicts: Iterable[Mapping[str, Any]], preferred: Sequence[str] = ()) -> TaskView:
+    """A view for a task without an entry in :data:`TASK_VIEWS`: every scalar metric, by name.
+
+    The primary metric is the first of ``preferred`` (the protocol's declared metrics) that the
+    records have, else the first column.
+    """
+    paths = sorted({p for m in metric_dicts for p in scalar_paths(m or {})})
+    columns = tuple(Column(".".join(p), p) for p in paths)
+    primary: MetricPath = ()
+    for name in preferred:
+        if (name,) in paths:
+            primary = (name,)
+            break
+    if not primary and paths:
+        primary = paths[0]
+    return TaskView(columns=columns, primary=primary, primary_label=".".join(primary) or "score")
+
+
+def view_for(task: str, metric_dicts: Iterable[Mapping[str, Any]], preferred: Sequence[str] = ()) -> TaskView:
+    """The :class:`TaskView` of ``task`` (the generic one for tasks not yet in the table)."""
+    return TASK_VIEWS.get(task) or generic_view(metric_dicts, preferred)

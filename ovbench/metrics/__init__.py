@@ -1,0 +1,1 @@
+"""Metrics: pure functions of accumulated statistics (no file I/O, no models)."""

@@ -1,0 +1,1 @@
+"""Result records: provenance-carrying JSON files written atomically, and reported-paper imports."""

@@ -1,0 +1,1 @@
+"""Submission formats: how users hand in predictions, and how ovbench reads them."""

@@ -1,0 +1,40 @@
+"""Shared fixtures: tiny protocols and label-map datasets written to tmp_path."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ovbench.protocols.schema import Protocol, protocol_from_dict
+
+
+def make_protocol(num_classes: int, novel: Sequence[int] = (), ignore_label: int = 255,
+                  pid: str = "toy") -> Protocol:
+    """A semseg protocol with ``num_classes`` classes whose GT lives at ``<root>/labels/{id}.png``."""
+    return protocol_from_dict({
+        "id": pid, "version": 1, "task": "semseg", "dataset": "toy", "split": "val",
+        "layout": {"images": "images/{id}.png", "labels": "labels/{id}.png"},
+        "ignore_label": ignore_label, "metrics": ["mIoU"],
+        "classes": [{"id": i, "name": f"class{i}", "partition": "novel" if i in novel else "base"}
+                    for i in range(num_classes)]})
+
+
+def save_label(path: Path, arr: np.ndarray) -> None:
+    """Save a label map as uint8 (mode L) or uint16 (mode I;16) PNG."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr if arr.dtype == np.uint16 else arr.astype(np.uint8)).save(path)
+
+
+def write_pairs(root: Path, pred_dir: Path, gts: dict[str, np.ndarray], preds: dict[str, np.ndarray]) -> None:
+    for image_id, gt in gts.items():
+        save_label(root / "labels" / f"{image_id}.png", gt)
+    for image_id, pred in preds.items():
+        save_label(pred_dir / f"{image_id}.png", pred)
+
+
+@pytest.fixture
+def toy_protocol() -> Protocol:
+    return make_protocol(3, novel=(2,))
