@@ -74,18 +74,27 @@ def naive_metrics(preds, gts, k, ignore):
     return 100 * float(np.mean(ious)), 100 * float((p == g).mean())
 
 
-@pytest.mark.parametrize("k,ignore", [(5, 255), (40, 255), (300, 65535)])
-def test_parity_with_straightforward_implementation(k, ignore):
+def random_maps(rng, k, ignore, dtype, blocky):
+    """Noise maps (pixel counting path) or piecewise-constant ones (run-length path)."""
+    if blocky:
+        gt = np.kron(rng.integers(0, k, (4, 6)), np.ones((8, 8), dtype=np.int64))
+        pred = np.roll(gt, 3, axis=1)
+        pred[:, :5] = rng.integers(0, k)
+        gt[rng.random(gt.shape) < 0.02] = ignore
+    else:
+        gt = rng.integers(0, k, (31, 47))
+        gt[rng.random(gt.shape) < 0.1] = ignore
+        pred = np.where(rng.random(gt.shape) < 0.5, gt, rng.integers(0, k, gt.shape))
+        pred[pred == ignore] = 0
+    return pred.astype(dtype), gt.astype(dtype)
+
+
+@pytest.mark.parametrize("blocky", [False, True])
+@pytest.mark.parametrize("k,ignore", [(5, 255), (40, 255), (300, 65535), (847, 65535)])
+def test_parity_with_straightforward_implementation(k, ignore, blocky):
     rng = np.random.default_rng(k)
     dtype = np.uint16 if k > 255 else np.uint8
-    gts, preds = [], []
-    for _ in range(6):
-        gt = rng.integers(0, k, (31, 47)).astype(dtype)
-        gt[rng.random(gt.shape) < 0.1] = ignore
-        pred = np.where(rng.random(gt.shape) < 0.5, gt, rng.integers(0, k, gt.shape)).astype(dtype)
-        pred[pred == ignore] = 0
-        gts.append(gt)
-        preds.append(pred)
+    preds, gts = zip(*(random_maps(rng, k, ignore, dtype, blocky) for _ in range(6)))
     m = metrics_of(zip(preds, gts), k, list(range(k)), [], ignore=ignore)
     miou, pacc = naive_metrics(preds, gts, k, ignore)
     assert m["mIoU"] == pytest.approx(miou, abs=1e-9)

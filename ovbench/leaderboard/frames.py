@@ -8,6 +8,7 @@ intervals as "lo–hi", a stale mark); :func:`overview_frame` is the cross-proto
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Mapping, Sequence
 
 import pandas as pd
@@ -30,8 +31,12 @@ class Style:
         CURRENT: "no", STALE: "⚠ yes", UNVERIFIED: "? unverified"})
 
     def number(self, value: Any) -> str:
+        """``value`` to ``decimals`` places, halves rounded up as in papers (9.25 -> "9.3")."""
         v = as_number(value)
-        return self.missing if v is None else f"{v:.{self.decimals}f}"
+        if v is None:
+            return self.missing
+        q = Decimal(repr(v)).quantize(Decimal(1).scaleb(-self.decimals), rounding=ROUND_HALF_UP)
+        return f"{q:f}" if q != 0 else f"{abs(q):f}"
 
 
 MARKDOWN = Style()

@@ -49,6 +49,18 @@ def _source_legend(ax, sources: set[str], extra: Sequence[Line2D] = ()) -> None:
     ax.legend(handles=[*handles, *extra], loc="best", fontsize=8)
 
 
+def _annotate(ax, x: float, y: float, text: str, left: bool) -> None:
+    """A point's label, to its right, or to its left when ``left`` (points near the right edge)."""
+    ax.annotate(text, (x, y), xytext=(-5 if left else 5, 4), textcoords="offset points", fontsize=8,
+                ha="right" if left else "left")
+
+
+def _right_half(value: float, lo: float, hi: float, log: bool = False) -> bool:
+    if log:
+        value, lo, hi = math.log(value), math.log(lo), math.log(hi)
+    return hi > lo and value > (lo + hi) / 2
+
+
 def _label(row: Row) -> str:
     return row.method + (" (stale)" if row.stale else "")
 
@@ -73,13 +85,13 @@ def base_novel_plot(rows: Sequence[Row], view: TaskView, info: ProtocolInfo, pat
         return None
     fig = _new_figure()
     ax = fig.add_subplot()
-    for b, n, r in points:
-        ax.scatter([b], [n], **_marker_kwargs(r.source))
-        ax.annotate(_label(r), (b, n), xytext=(5, 4), textcoords="offset points", fontsize=8)
     lo = min(min(b, n) for b, n, _ in points)
     hi = max(max(b, n) for b, n, _ in points)
     pad = max(2.0, 0.08 * (hi - lo))
     lim = (max(0.0, lo - pad), hi + pad)
+    for b, n, r in points:
+        ax.scatter([b], [n], **_marker_kwargs(r.source))
+        _annotate(ax, b, n, _label(r), _right_half(b, *lim))
     ax.plot(lim, lim, linestyle="--", color="0.6", linewidth=1, zorder=1)
     ax.set_xlim(*lim)
     ax.set_ylim(*lim)
@@ -134,6 +146,8 @@ def latency_plot(rows: Sequence[Row], speeds: Sequence[Mapping[str, Any]], view:
         return None
     devices = sorted({str((s.get("device") or {}).get("name", "?")) for *_, s in points})
     settings = sorted({setting_text(s) for *_, s in points})
+    xs = [p[0] for p in points]
+    log = max(xs) / min(xs) > 10
     fig = _new_figure()
     ax = fig.add_subplot()
     for x, y, r, s in points:
@@ -143,12 +157,11 @@ def latency_plot(rows: Sequence[Row], speeds: Sequence[Mapping[str, Any]], view:
             label += f" @ {(s.get('device') or {}).get('name', '?')}"
         if len(settings) > 1:
             label += f" [{setting_text(s)}]"
-        ax.annotate(label, (x, y), xytext=(5, 4), textcoords="offset points", fontsize=8)
-    xs = [p[0] for p in points]
+        _annotate(ax, x, y, label, _right_half(x, min(xs), max(xs), log))
     front = pareto_front([(p[0], p[1]) for p in points])
     fx, fy = [points[i][0] for i in front], [points[i][1] for i in front]
     ax.step(fx, fy, where="post", color="tab:green", linewidth=1.2, zorder=2)
-    if max(xs) / min(xs) > 10:
+    if log:
         ax.set_xscale("log")
     ax.set_xlabel(f"median latency (ms), {dev_class}")
     ax.set_ylabel(view.primary_label)

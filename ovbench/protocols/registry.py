@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
 from ovbench.errors import OvbenchError
+from ovbench.protocols.overlap import overlap_table
 from ovbench.protocols.schema import ClassInfo, Protocol, load_protocol_file
 
 DEFS_DIR = Path(__file__).parent / "defs"
@@ -59,4 +61,13 @@ def _with_dataset_class_table(p: Protocol, data_root: Path) -> Protocol:
     classes = [ClassInfo(id=i, name=c["name"], synonyms=tuple(c.get("synonyms", [])),
                          partition=c.get("partition", "novel"), dataset_name=c.get("dataset_name"))
                for i, c in enumerate(raw)]
+    if p.partition_rule.get("kind") == "overlap":
+        classes = _overlap_partitions(classes, p.partition_rule["train_protocol"])
     return p.with_classes(classes, source=str(p.class_table["file"]))
+
+
+def _overlap_partitions(classes: list[ClassInfo], train_protocol: str) -> list[ClassInfo]:
+    """``classes`` with partitions set by the overlap rule against ``train_protocol``'s vocabulary."""
+    train = get_protocol(train_protocol).require_classes()
+    rows = overlap_table(classes, train)
+    return [replace(c, partition=r["partition"]) for c, r in zip(classes, rows)]

@@ -164,6 +164,8 @@ def protocol_from_dict(d: Mapping[str, Any], where: str = "protocol") -> Protoco
     if classes is None and class_table.get("source") != "dataset":
         raise OvbenchError(f"{where}: no 'classes' and class_table.source is not 'dataset'")
     num_classes = len(classes) if classes is not None else int(class_table["num_classes"])
+    if d["task"] in ("semseg", "video-semseg") and int(d["ignore_label"]) < num_classes:
+        raise OvbenchError(f"{where}: ignore_label {d['ignore_label']} collides with class ids 0..{num_classes - 1}")
     layout = Layout(images=d["layout"]["images"], labels=d["layout"]["labels"])
     return Protocol(
         id=d["id"], version=int(d["version"]), task=d["task"], title=d.get("title", d["id"]),

@@ -21,7 +21,7 @@ def grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     return yy, xx
 
 
-def _wavy_line(rng: np.random.Generator, xx: np.ndarray, h: int, w: int, lo: float, hi: float) -> np.ndarray:
+def wavy_line(rng: np.random.Generator, xx: np.ndarray, h: int, w: int, lo: float, hi: float) -> np.ndarray:
     y0 = rng.uniform(lo, hi) * h
     a1, a2 = rng.uniform(0, 0.08) * h, rng.uniform(0, 0.04) * h
     f1, f2 = rng.uniform(0.5, 2.0), rng.uniform(2.0, 5.0)
@@ -59,15 +59,15 @@ def sample_stuff_layout(rng: np.random.Generator, h: int, w: int, forced: int | 
     lab = np.full((h, w), ids[0], dtype=np.uint8)
     if n == 2:
         if ids[0] == SKY or rng.random() < 0.6:
-            lab[yy > _wavy_line(rng, xx, h, w, 0.3, 0.7)] = ids[1]
+            lab[yy > wavy_line(rng, xx, h, w, 0.3, 0.7)] = ids[1]
         else:
             lab[_blob(rng, yy, xx, h, w)] = ids[1]
     elif n == 3:
         if rng.random() < 0.5:
-            lab[yy > _wavy_line(rng, xx, h, w, 0.2, 0.42)] = ids[1]
-            lab[yy > _wavy_line(rng, xx, h, w, 0.58, 0.8)] = ids[2]
+            lab[yy > wavy_line(rng, xx, h, w, 0.2, 0.42)] = ids[1]
+            lab[yy > wavy_line(rng, xx, h, w, 0.58, 0.8)] = ids[2]
         else:
-            lab[yy > _wavy_line(rng, xx, h, w, 0.25, 0.5)] = ids[1]
+            lab[yy > wavy_line(rng, xx, h, w, 0.25, 0.5)] = ids[1]
             lab[_blob(rng, yy, xx, h, w, (0.6, 0.85))] = ids[2]
     return lab
 
