@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -106,19 +107,25 @@ class PixelPredictor:
         return image
 
     def predict_split(self, data_root: Path, protocol: Protocol, out_dir: Path, split: str = "val",
-                      progress: bool = True) -> list[Path]:
-        """Predict every image of ``split``; writes ``<out_dir>/<image_id>.png`` (uint8, mode L)."""
+                      progress: bool = True) -> list[float]:
+        """Predict every image of ``split`` into ``<out_dir>/<image_id>.png`` (uint8, mode L).
+
+        Returns the per-image latency of :meth:`predict` alone (decoded image in, label map out),
+        in seconds, in image-id order.
+        """
         data_root, out_dir = Path(data_root), Path(out_dir)
         layout = split_layout(protocol, split)
-        ids = list_ids(data_root, layout.images)
-        written = []
-        for iid in tqdm(ids, desc=f"{self.name} {split}", unit="img", disable=not progress):
-            pred = self.predict(read_rgb(layout.image_path(data_root, iid)))
+        latencies = []
+        for iid in tqdm(list_ids(data_root, layout.images), desc=f"{self.name} {split}", unit="img",
+                        disable=not progress):
+            image = read_rgb(layout.image_path(data_root, iid))
+            start = time.perf_counter()
+            pred = self.predict(image)
+            latencies.append(time.perf_counter() - start)
             path = out_dir / f"{iid}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(pred.astype(np.uint8)).save(path, format="PNG")
-            written.append(path)
-        return written
+        return latencies
 
     # -- persistence -------------------------------------------------------------------------
     def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

@@ -40,7 +40,7 @@ def pixel_features(image: np.ndarray) -> np.ndarray:
 def _loss_grad(params: np.ndarray, x: np.ndarray, y: np.ndarray, w: np.ndarray, k: int, l2: float
                ) -> tuple[float, np.ndarray]:
     d = x.shape[1]
-    wmat = params.reshape(d, k)
+    wmat = params.reshape(d, k).astype(np.float32)
     logits = x @ wmat
     logits -= logits.max(1, keepdims=True)
     logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
@@ -48,7 +48,7 @@ def _loss_grad(params: np.ndarray, x: np.ndarray, y: np.ndarray, w: np.ndarray, 
     loss = -(w * logp[np.arange(len(y)), y]).sum() / n + 0.5 * l2 * (wmat[:-1] ** 2).sum()
     p = np.exp(logp)
     p[np.arange(len(y)), y] -= 1
-    grad = x.T @ (p * w[:, None]) / n
+    grad = (x.T @ (p * w[:, None])).astype(np.float64) / n
     grad[:-1] += l2 * wmat[:-1]
     return float(loss), grad.ravel()
 
@@ -62,7 +62,7 @@ class PixelTextureClassifier(PixelPredictor):
 
     name = "pixel-texture"
 
-    def __init__(self, pixels_per_image: int = 400, max_iter: int = 300, l2: float = 1e-4,
+    def __init__(self, pixels_per_image: int = 200, max_iter: int = 100, l2: float = 1e-4,
                  seed: int = 0) -> None:
         self.pixels_per_image = pixels_per_image
         self.max_iter = max_iter
@@ -88,9 +88,9 @@ class PixelTextureClassifier(PixelPredictor):
             raise OvbenchError(f"{data_root}: no base-class pixels in the training labels; regenerate the data")
         self.classes_ = classes
         self.mean_, self.scale_ = x.mean(0), x.std(0) + 1e-6
-        xb = np.concatenate([(x - self.mean_) / self.scale_, np.ones((len(x), 1))], axis=1)
+        xb = np.concatenate([(x - self.mean_) / self.scale_, np.ones((len(x), 1))], axis=1).astype(np.float32)
         freq = np.bincount(y, minlength=len(classes)).astype(np.float64)
-        sample_w = (1.0 / np.sqrt(freq))[y]
+        sample_w = (1.0 / np.sqrt(freq))[y].astype(np.float32)
         k = len(classes)
         res = minimize(_loss_grad, np.zeros(xb.shape[1] * k), args=(xb, y, sample_w, k, self.l2),
                        jac=True, method="L-BFGS-B", options={"maxiter": self.max_iter})

@@ -22,6 +22,8 @@ def run_synth(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     summary = generate_world(args.out, seed=args.seed, progress=not args.no_progress)
     print(f"synthetic world (seed {args.seed}) written to {args.out} in {time.perf_counter() - start:.1f} s")
-    for key, value in summary.get("counts", {}).items():
-        print(f"  {key}: {value}")
+    counts = summary.get("counts", {})
+    for key in ("images", "videos", "video_frames", "instances", "caption_pairs"):
+        if key in counts:
+            print(f"  {key}: {counts[key]}")
     return 0

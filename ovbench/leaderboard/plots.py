@@ -8,6 +8,7 @@ CPU and GPU latencies are never put on one axis.
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -168,10 +169,10 @@ def latency_plot(rows: Sequence[Row], speeds: Sequence[Mapping[str, Any]], view:
     title = f"{info.id}: {view.primary_label} vs latency ({dev_class}"
     title += f", {devices[0]})" if len(devices) == 1 else ")"
     if len(settings) == 1 and settings[0]:
-        title += f"\n{settings[0]}"
-    ax.set_title(title, fontsize=10)
+        title += "\n" + "\n".join(textwrap.wrap(settings[0], width=70))
+    ax.set_title(title, fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.margins(x=0.15, y=0.15)
     _source_legend(ax, {r.source for _, _, r, _ in points},
-                   [Line2D([], [], color="tab:green", label="Pareto front")])
+                   [Line2D([], [], color="tab:green", label="Pareto front")] if len(front) > 1 else [])
     return _save(fig, path)

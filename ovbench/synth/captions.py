@@ -81,7 +81,8 @@ def render_caption_pair(seed: int, index: int, size: int, classes: Sequence[Clas
         if s2 is not None:
             words["s2"] = _name(rng, classes[s2])
     elif kind == "thing-on-stuff":
-        templates = THING_ON
+        # a caption about a stuff class must name it
+        templates = tuple(t for t in THING_ON if "{s}" in t) if is_stuff else THING_ON
         words["t"] = _article(_name(rng, classes[things[0].class_id]))
     else:
         templates = TWO_THINGS
