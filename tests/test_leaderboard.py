@@ -293,6 +293,9 @@ def test_dataset_class_table_protocol_is_unverified_without_data_root(tmp_path: 
     root = tmp_path / "lb"
     write_result_record(root, result("A", "reproduced", "2026-11-24T10:00:00.000000Z", {"mIoU": 9.0},
                                      protocol="big-847", hash_="a" * 16))
+    # a reported number, made without the dataset, carries the declaration's hash: current
+    write_result_record(root, result("P", "reported", "2026-11-24T10:00:00.000000Z", {"mIoU": 3.0},
+                                     protocol="big-847", hash_=big.hash))
     out = tmp_path / "out"
     report = build(root, out)
     assert (report.stale_rows, report.unverified_rows) == (0, 1)

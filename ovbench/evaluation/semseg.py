@@ -22,7 +22,7 @@ from ovbench.data.label_io import LabelDecodeError, decode_label_map
 from ovbench.data.semseg import SemsegGroundTruth
 from ovbench.errors import OvbenchError, ValidationError
 from ovbench.metrics.bootstrap import bootstrap_ci, miou_metric
-from ovbench.metrics.confusion import SparseConfusion, StreamingConfusion, image_confusion
+from ovbench.metrics.confusion import LabelRuns, SparseConfusion, StreamingConfusion
 from ovbench.metrics.semseg import semseg_metrics
 from ovbench.protocols.schema import Protocol
 from ovbench.records.provenance import combined_digest
@@ -51,17 +51,19 @@ class PairCheck:
             problems.append(f"{pred_name}: size {pred.shape[1]}x{pred.shape[0]} but ground truth {gt_name} is "
                             f"{gt.shape[1]}x{gt.shape[0]}; resize predictions to the original image size "
                             f"(nearest neighbour)")
-        too_big = pred >= k
+            return problems, None
+        runs = LabelRuns.encode(pred, gt)
+        too_big = runs.pred >= k
         if too_big.any():
-            problems.append(f"{pred_name}: {int(too_big.sum())} pixels have class index >= {k} (max "
-                            f"{int(pred.max())}); pixels must be class indices 0..{k - 1} in the protocol's order")
-        bad_gt = (gt >= k) & (gt != self.ignore_label)
+            problems.append(f"{pred_name}: {runs.pixels_where(too_big)} pixels have class index >= {k} (max "
+                            f"{int(runs.pred.max())}); pixels must be class indices 0..{k - 1} in the protocol's order")
+        bad_gt = (runs.gt >= k) & (runs.gt != self.ignore_label)
         if bad_gt.any():
             problems.append(f"{gt_name}: ground truth has values outside 0..{k - 1} and ignore "
-                            f"{self.ignore_label} (max {int(gt.max())}); re-run the data preparation")
+                            f"{self.ignore_label} (max {int(runs.gt[bad_gt].max())}); re-run the data preparation")
         if problems:
             return problems, None
-        return [], image_confusion(pred, gt, k, self.ignore_label)
+        return [], runs.confusion(k, self.ignore_label)
 
 
 @dataclass

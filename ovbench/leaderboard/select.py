@@ -102,8 +102,9 @@ def check_protocol(record: Mapping[str, Any], data_root: Path | None = None) -> 
     p = current_protocol(pid)
     if p is None:
         return STALE, f"protocol {pid!r} is no longer registered"
-    if p.classes is None:
-        # The hash then covers a class table read from the dataset's own files.
+    if p.classes is None and old_hash != p.hash:
+        # Not the declaration's hash: it covers a class table read from the dataset's own files.
+        # (Reported records, made without the dataset, carry the declaration's hash.)
         if data_root is None:
             return UNVERIFIED, (f"{pid}'s class table comes from the dataset; pass the data root "
                                 f"to check hash {old_hash}")
