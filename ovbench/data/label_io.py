@@ -5,7 +5,7 @@ import io
 import warnings
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 #: PIL modes that hold one integer per pixel, with the dtype ovbench reads them as.
 LABEL_MODES = {"L": np.uint8, "P": np.uint8, "I;16": np.uint16, "I;16B": np.uint16, "I": np.int32}
@@ -33,6 +33,8 @@ def decode_label_map(data: bytes) -> tuple[np.ndarray, str]:
                 arr = np.asarray(im)
     except LabelDecodeError:
         raise
+    except UnidentifiedImageError as e:
+        raise LabelDecodeError("cannot be decoded as an image (not a PNG/TIFF, or corrupt)") from e
     except Exception as e:  # PIL raises many types for truncated or foreign files
         raise LabelDecodeError(f"cannot be decoded as an image ({type(e).__name__}: {e})") from e
     if arr.ndim != 2:

@@ -65,7 +65,8 @@ def paired_bootstrap(per_image_a: np.ndarray, per_image_b: np.ndarray, metric: M
 
     Both arrays are ``(N, 3, K)`` for the same images in the same order. Returns the observed
     difference, its percentile interval, and a two-sided p-value for "no difference":
-    ``2 * min(P(diff <= 0), P(diff >= 0))`` over the resamples, capped at 1.
+    ``2 * min(P(diff <= 0), P(diff >= 0))`` over the resamples, each proportion with the usual
+    +1 correction ``(count + 1) / (B + 1)`` so that it is never exactly 0, capped at 1.
     """
     if per_image_a.shape != per_image_b.shape:
         raise ValueError(f"paired bootstrap needs equal shapes, got {per_image_a.shape} and {per_image_b.shape}")
@@ -75,7 +76,8 @@ def paired_bootstrap(per_image_a: np.ndarray, per_image_b: np.ndarray, metric: M
                             zip(_resampled_stats(per_image_a, counts), _resampled_stats(per_image_b, counts))])
     diffs = diffs[np.isfinite(diffs)]
     tail = (1 - level) / 2 * 100
-    p = min(1.0, 2 * min(float((diffs <= 0).mean()), float((diffs >= 0).mean()))) if diffs.size else None
+    b = diffs.size
+    p = float(min(1.0, 2 * min(((diffs <= 0).sum() + 1) / (b + 1), ((diffs >= 0).sum() + 1) / (b + 1)))) if b else None
     return {"difference": observed,
             "ci": [float(np.percentile(diffs, tail)), float(np.percentile(diffs, 100 - tail))] if diffs.size else None,
             "p_value": p, "n_boot": num_boot, "seed": seed, "level": level}
