@@ -1,7 +1,7 @@
 """Benchmark: semseg evaluation cost relative to merely decoding the PNGs.
 
 Target (issue 2): scoring N pairs of 512x512 label maps costs at most 1.5x the time of decoding
-them. Both runs use the same worker pool size, chunking and files, measured side by side in one
+them. Both runs use the same worker pool size, chunk size and files, measured side by side in one
 process, each repeated; the ratio of medians is printed.
 
     python benchmarks/semseg_eval_speed.py --pairs 2000 --size 512 --workers 2
@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from ovbench.data.label_io import decode_label_map
-from ovbench.evaluation.semseg import evaluate_semseg_submission
+from ovbench.evaluation.semseg import CHUNKSIZE, evaluate_semseg_submission
 from ovbench.protocols.schema import protocol_from_dict
 
 
@@ -51,7 +51,7 @@ def decode_only(root: Path, workers: int) -> None:
     ids = sorted(p.stem for p in (root / "labels").glob("*.png"))
     tasks = [(str(root / "pred" / f"{i}.png"), str(root / "labels" / f"{i}.png")) for i in ids]
     with mp.get_context("fork").Pool(workers) as pool:
-        for _ in pool.imap(_decode_pair, tasks, chunksize=8):
+        for _ in pool.imap(_decode_pair, tasks, chunksize=CHUNKSIZE):
             pass
 
 

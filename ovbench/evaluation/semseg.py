@@ -29,6 +29,8 @@ from ovbench.records.provenance import combined_digest
 from ovbench.submissions.semseg import SemsegSubmission, expected_dtype
 
 PRED_MODES = {np.uint8: ("L", "P"), np.uint16: ("I;16", "I;16B")}
+#: Images handed to a worker at a time: large enough that inter-process traffic stays small.
+CHUNKSIZE = 32
 
 
 @dataclass(frozen=True)
@@ -223,7 +225,7 @@ def _imap(check: PairCheck, tasks: Iterator[tuple], workers: int) -> Iterator[Im
         return
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
     with mp.get_context(method).Pool(workers, initializer=_init_worker, initargs=(check,)) as pool:
-        yield from pool.imap(_score_task, tasks, chunksize=8)
+        yield from pool.imap(_score_task, tasks, chunksize=CHUNKSIZE)
 
 
 def default_workers() -> int:
