@@ -1,5 +1,4 @@
-import sys
-
+"""``python -m ovbench``: the same as the ``ovbench`` command."""
 from ovbench.cli import main
 
-sys.exit(main())
+raise SystemExit(main())

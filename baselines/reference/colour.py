@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from baselines.reference.common import PixelPredictor, base_lookup, sample_pixels, training_pairs
+from baselines.reference.common import PixelPredictor, sample_training_pixels
 from ovbench.errors import OvbenchError
 from ovbench.protocols import Protocol
 
@@ -28,18 +28,9 @@ class PixelColourClassifier(PixelPredictor):
         self.log_prior_: np.ndarray | None = None
 
     def fit(self, data_root: Path, protocol: Protocol) -> "PixelColourClassifier":
-        _, allowed = base_lookup(protocol)
-        rng = np.random.default_rng(self.seed)
-        xs, ys = [], []
-        for _, image, label in training_pairs(Path(data_root), protocol):
-            idx = sample_pixels(label, allowed, self.pixels_per_image, rng)
-            xs.append(image.reshape(-1, 3)[idx])
-            ys.append(label.ravel()[idx])
-        x = np.concatenate(xs).astype(np.float64)
-        y = np.concatenate(ys).astype(np.int64)
+        x, y = sample_training_pixels(data_root, protocol, lambda im: im.reshape(-1, 3),
+                                      self.pixels_per_image, self.seed)
         classes = np.unique(y)
-        if len(classes) == 0:
-            raise OvbenchError(f"{data_root}: no base-class pixels in the training labels; regenerate the data")
         self.classes_ = classes
         self.means_ = np.stack([x[y == c].mean(0) for c in classes])
         self.vars_ = np.stack([x[y == c].var(0) for c in classes]) + 4.0  # a floor of 2 grey levels

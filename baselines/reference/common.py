@@ -6,7 +6,7 @@ import io
 import json
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 from PIL import Image
@@ -78,6 +78,24 @@ def sample_pixels(label: np.ndarray, allowed: np.ndarray, n: int, rng: np.random
     if len(ok) > n:
         ok = rng.choice(ok, n, replace=False)
     return np.sort(ok)
+
+
+def sample_training_pixels(data_root: Path, protocol: Protocol, featurise: Callable[[np.ndarray], np.ndarray],
+                           pixels_per_image: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Features ``(N, F)`` float64 and base class ids ``(N,)`` int64 of up to ``pixels_per_image``
+    random base-labelled pixels per training image; ``featurise`` maps an HxWx3 image to
+    ``(H*W, F)`` per-pixel features."""
+    _, allowed = base_lookup(protocol)
+    rng = np.random.default_rng(seed)
+    xs, ys = [], []
+    for _, image, label in training_pairs(Path(data_root), protocol):
+        idx = sample_pixels(label, allowed, pixels_per_image, rng)
+        xs.append(featurise(image)[idx])
+        ys.append(label.ravel()[idx])
+    y = np.concatenate(ys).astype(np.int64)
+    if y.size == 0:
+        raise OvbenchError(f"{data_root}: no base-class pixels in the training labels; regenerate the data")
+    return np.concatenate(xs).astype(np.float64), y
 
 
 def base_lookup(protocol: Protocol) -> tuple[np.ndarray, np.ndarray]:

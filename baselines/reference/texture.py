@@ -9,7 +9,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.optimize import minimize
 
-from baselines.reference.common import PixelPredictor, base_lookup, sample_pixels, training_pairs
+from baselines.reference.common import PixelPredictor, sample_training_pixels
 from ovbench.errors import OvbenchError
 from ovbench.protocols import Protocol
 
@@ -74,18 +74,8 @@ class PixelTextureClassifier(PixelPredictor):
         self.weights_: np.ndarray | None = None
 
     def fit(self, data_root: Path, protocol: Protocol) -> "PixelTextureClassifier":
-        _, allowed = base_lookup(protocol)
-        rng = np.random.default_rng(self.seed)
-        xs, ys = [], []
-        for _, image, label in training_pairs(Path(data_root), protocol):
-            idx = sample_pixels(label, allowed, self.pixels_per_image, rng)
-            xs.append(pixel_features(image)[idx])
-            ys.append(label.ravel()[idx])
-        x = np.concatenate(xs).astype(np.float64)
-        y_ids = np.concatenate(ys).astype(np.int64)
+        x, y_ids = sample_training_pixels(data_root, protocol, pixel_features, self.pixels_per_image, self.seed)
         classes, y = np.unique(y_ids, return_inverse=True)
-        if len(classes) == 0:
-            raise OvbenchError(f"{data_root}: no base-class pixels in the training labels; regenerate the data")
         self.classes_ = classes
         self.mean_, self.scale_ = x.mean(0), x.std(0) + 1e-6
         xb = np.concatenate([(x - self.mean_) / self.scale_, np.ones((len(x), 1))], axis=1).astype(np.float32)
