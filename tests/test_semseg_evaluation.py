@@ -71,7 +71,7 @@ def test_every_problem_is_listed(tmp_path, toy_protocol):
     save_label(pred / "stray.png", np.zeros((12, 16), np.uint8))        # extra
     save_label(pred / "img1.png", np.zeros((10, 16), np.uint8))         # wrong size
     Image.fromarray(np.zeros((12, 16, 3), np.uint8)).save(pred / "img2.png")  # RGB
-    save_label(pred / "img3.png", np.full((12, 16), 7, np.uint8))        # values >= K
+    save_label(pred / "img3.png", np.full((12, 16), 3, np.uint8))        # value == K: out of range
     (pred / "img4.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")       # corrupt
     save_label(pred / "img5.png", np.zeros((12, 16), np.uint16))         # 16-bit for K <= 255
     (pred / "notes.txt").write_text("hi")                               # not a PNG
