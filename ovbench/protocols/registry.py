@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ovbench.errors import OvbenchError
 from ovbench.protocols.overlap import overlap_table
-from ovbench.protocols.schema import ClassInfo, Protocol, load_protocol_file
+from ovbench.protocols.schema import LABEL_MAP_TASKS, ClassInfo, Protocol, load_protocol_file
 
 DEFS_DIR = Path(__file__).parent / "defs"
 
@@ -58,11 +58,21 @@ def _with_dataset_class_table(p: Protocol, data_root: Path) -> Protocol:
     if len(raw) != p.num_classes:
         raise OvbenchError(f"{path}: {len(raw)} classes, protocol {p.id} expects {p.num_classes}; "
                            f"re-run `{p.class_table['written_by']}`")
-    classes = [ClassInfo(id=i, name=c["name"], synonyms=tuple(c.get("synonyms", [])),
-                         partition=c.get("partition", "novel"), dataset_name=c.get("dataset_name"))
-               for i, c in enumerate(raw)]
-    if p.partition_rule.get("kind") == "overlap":
+    label_maps = p.task in LABEL_MAP_TASKS
+    try:
+        classes = [ClassInfo(id=i if label_maps else int(c["id"]), name=c["name"],
+                             synonyms=tuple(c.get("synonyms", [])), partition=c.get("partition", "novel"),
+                             dataset_name=c.get("dataset_name"), frequency=c.get("frequency"))
+                   for i, c in enumerate(raw)]
+    except (KeyError, TypeError, ValueError) as e:
+        raise OvbenchError(f"{path}: malformed class table entry ({e!r}); re-run "
+                           f"`{p.class_table['written_by']}`") from e
+    kind = p.partition_rule.get("kind")
+    if kind == "overlap":
         classes = _overlap_partitions(classes, p.partition_rule["train_protocol"])
+    elif kind == "frequency":
+        novel = set(p.partition_rule["novel"])
+        classes = [replace(c, partition="novel" if c.frequency in novel else "base") for c in classes]
     return p.with_classes(classes, source=str(p.class_table["file"]))
 
 

@@ -17,6 +17,8 @@ from typing import Any, Mapping, Sequence
 from ovbench.errors import OvbenchError
 
 TASKS = ("semseg", "video-semseg", "detection", "video-instance")
+#: Tasks scored on label maps: class ids are the pixel values 0..K-1 and an ignore label is required.
+LABEL_MAP_TASKS = ("semseg", "video-semseg")
 PARTITIONS = ("base", "novel")
 
 
@@ -24,9 +26,11 @@ PARTITIONS = ("base", "novel")
 class ClassInfo:
     """One class of a protocol's vocabulary.
 
-    ``id`` is the class index used in label maps and submissions (0..K-1 for segmentation);
+    ``id`` is the class id used in ground truth and submissions: the pixel value 0..K-1 for
+    label-map tasks, the dataset's category id (e.g. COCO's 1..90, sparse) for detection;
     ``name`` is the canonical name used for prompts; ``dataset_name`` is the string the dataset
-    itself uses (e.g. ``"tree-merged"``); ``synonyms`` never repeat ``name``.
+    itself uses (e.g. ``"tree-merged"``); ``synonyms`` never repeat ``name``; ``frequency`` is
+    LVIS's r/c/f group where the dataset has one.
     """
 
     id: int
@@ -34,6 +38,7 @@ class ClassInfo:
     synonyms: tuple[str, ...] = ()
     partition: str = "base"
     dataset_name: str | None = None
+    frequency: str | None = None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -45,6 +50,8 @@ class ClassInfo:
                              "partition": self.partition}
         if self.dataset_name is not None:
             d["dataset_name"] = self.dataset_name
+        if self.frequency is not None:
+            d["frequency"] = self.frequency
         return d
 
 
@@ -77,7 +84,7 @@ class Protocol:
     dataset: str
     split: str
     layout: Layout
-    ignore_label: int
+    ignore_label: int | None
     classes: tuple[ClassInfo, ...] | None
     num_classes: int
     metrics: tuple[str, ...]
@@ -137,39 +144,49 @@ def definition_hash(definition: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 
 
-def _parse_classes(raw: Sequence[Mapping[str, Any]], where: str) -> tuple[ClassInfo, ...]:
+def _parse_classes(raw: Sequence[Mapping[str, Any]], where: str, contiguous: bool) -> tuple[ClassInfo, ...]:
+    """Classes in id order: ids 0..K-1 when ``contiguous``, else distinct and increasing."""
     classes = []
     for i, c in enumerate(raw):
-        if c.get("id") != i:
-            raise OvbenchError(f"{where}: class ids must be 0..K-1 in order; entry {i} has id {c.get('id')}")
+        cid = c.get("id")
+        if contiguous and cid != i:
+            raise OvbenchError(f"{where}: class ids must be 0..K-1 in order; entry {i} has id {cid}")
+        if not contiguous and (not isinstance(cid, int) or cid < 0 or (classes and cid <= classes[-1].id)):
+            raise OvbenchError(f"{where}: category ids must be non-negative integers in increasing order; "
+                               f"entry {i} has id {cid!r}")
         partition = c.get("partition", "base")
         if partition not in PARTITIONS:
             raise OvbenchError(f"{where}: class {i} has partition {partition!r}; use 'base' or 'novel'")
         name = str(c["name"])
         synonyms = tuple(s for s in c.get("synonyms", []) if s != name)
-        classes.append(ClassInfo(id=i, name=name, synonyms=synonyms, partition=partition,
-                                 dataset_name=c.get("dataset_name")))
+        classes.append(ClassInfo(id=int(cid), name=name, synonyms=synonyms, partition=partition,
+                                 dataset_name=c.get("dataset_name"), frequency=c.get("frequency")))
     return tuple(classes)
 
 
 def protocol_from_dict(d: Mapping[str, Any], where: str = "protocol") -> Protocol:
     """Validate and build a :class:`Protocol` from its JSON definition."""
-    for key in ("id", "version", "task", "dataset", "split", "layout", "ignore_label", "metrics"):
+    for key in ("id", "version", "task", "dataset", "split", "layout", "metrics"):
         if key not in d:
             raise OvbenchError(f"{where}: missing key {key!r}")
     if d["task"] not in TASKS:
         raise OvbenchError(f"{where}: task {d['task']!r} is not one of {', '.join(TASKS)}")
+    label_maps = d["task"] in LABEL_MAP_TASKS
     class_table = d.get("class_table", {"source": "inline"})
-    classes = _parse_classes(d["classes"], where) if "classes" in d else None
+    classes = _parse_classes(d["classes"], where, contiguous=label_maps) if "classes" in d else None
     if classes is None and class_table.get("source") != "dataset":
         raise OvbenchError(f"{where}: no 'classes' and class_table.source is not 'dataset'")
     num_classes = len(classes) if classes is not None else int(class_table["num_classes"])
-    if d["task"] in ("semseg", "video-semseg") and int(d["ignore_label"]) < num_classes:
-        raise OvbenchError(f"{where}: ignore_label {d['ignore_label']} collides with class ids 0..{num_classes - 1}")
+    ignore_label = d.get("ignore_label")
+    if label_maps and ignore_label is None:
+        raise OvbenchError(f"{where}: missing key 'ignore_label' (required for {d['task']})")
+    if label_maps and int(ignore_label) < num_classes:
+        raise OvbenchError(f"{where}: ignore_label {ignore_label} collides with class ids 0..{num_classes - 1}")
     layout = Layout(images=d["layout"]["images"], labels=d["layout"]["labels"])
     return Protocol(
         id=d["id"], version=int(d["version"]), task=d["task"], title=d.get("title", d["id"]),
-        dataset=d["dataset"], split=d["split"], layout=layout, ignore_label=int(d["ignore_label"]),
+        dataset=d["dataset"], split=d["split"], layout=layout,
+        ignore_label=None if ignore_label is None else int(ignore_label),
         classes=classes, num_classes=num_classes, metrics=tuple(d["metrics"]),
         evaluation=d.get("evaluation", {}), partition_rule=d.get("partition_rule", {"kind": "declared"}),
         class_table=class_table, notes=d.get("notes", ""), definition=dict(d))
