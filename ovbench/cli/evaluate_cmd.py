@@ -1,4 +1,8 @@
-"""``ovbench evaluate``: score a submission, print the metrics, optionally record them."""
+"""``ovbench evaluate``: score a submission, print the metrics, optionally record them.
+
+Semantic segmentation takes a folder/zip/tar of label PNGs; detection a COCO results JSON
+(``.json`` or ``.json.gz``). The protocol's task decides which.
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from ovbench.errors import OvbenchError
+from ovbench.evaluation.detection import DEFAULT_BACKEND, evaluate_detection_submission
+from ovbench.evaluation.detection_backends import BACKENDS
 from ovbench.evaluation.semseg import default_workers, evaluate_semseg_submission
 from ovbench.protocols import get_protocol
 from ovbench.records.result import reproduced_record, save_per_image, write_record_with_per_image
@@ -18,7 +24,8 @@ DEFAULT_ROOT = Path("leaderboards")
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="score predictions on a protocol")
     p.add_argument("--protocol", required=True, help="protocol id (see `ovbench list`)")
-    p.add_argument("--predictions", required=True, type=Path, help="directory, .zip or .tar of <image_id>.png")
+    p.add_argument("--predictions", required=True, type=Path,
+                   help="semseg: directory, .zip or .tar of <image_id>.png; detection: COCO results .json[.gz]")
     p.add_argument("--data-root", required=True, type=Path, help="folder holding the protocol's ground truth")
     p.add_argument("--method", help="method name for the record (default: the predictions' name)")
     p.add_argument("--out", type=Path, help="also write the printed JSON here, with per-image statistics beside it")
@@ -29,7 +36,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bootstrap", type=int, default=0, metavar="N",
                    help="bootstrap resamples for 95%% CIs of mIoU and mIoU_novel (default: off)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    p.add_argument("--workers", type=int, default=default_workers(), help="decoding processes")
+    p.add_argument("--workers", type=int, default=default_workers(), help="semseg: decoding processes")
+    p.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND,
+                   help="detection: AP library (default faster-coco-eval; pycocotools / lvis are the references)")
+    p.add_argument("--truncate", action="store_true",
+                   help="detection: keep each image's top-scoring detections up to the protocol's cap instead "
+                        "of rejecting the submission (recorded)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
 
@@ -50,12 +62,16 @@ def parse_config(items: list[str]) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     protocol = get_protocol(args.protocol, data_root=args.data_root)
     config = parse_config(args.config)
+    method = args.method or _method_name(args.predictions)
+    if protocol.task == "detection":
+        return _run_detection(args, protocol, method, config)
+    if protocol.task != "semseg":
+        raise OvbenchError(f"protocol {protocol.id}: evaluating {protocol.task} protocols is not available yet")
     result = evaluate_semseg_submission(protocol, args.predictions, args.data_root, workers=args.workers,
                                         bootstrap=args.bootstrap, seed=args.seed,
                                         keep_per_image=bool(args.out or args.record),
                                         progress=not args.no_progress)
     summary: dict[str, Any] = {"protocol": protocol.id, "protocol_hash": protocol.hash, "metrics": result.metrics}
-    method = args.method or args.predictions.resolve().name
     inputs = {"predictions": str(args.predictions), "predictions_sha256": result.predictions_sha256,
               "ground_truth_sha256": result.ground_truth_sha256, "num_images": len(result.image_ids)}
     if args.out:
@@ -66,5 +82,33 @@ def run(args: argparse.Namespace) -> int:
         record = reproduced_record(method, protocol, result.metrics, inputs, config)
         path = write_record_with_per_image(args.root, record, result.image_ids, result.per_image)
         summary["record"] = str(path)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _method_name(predictions: Path) -> str:
+    """The predictions' file or folder name without its data suffixes (``vild.json.gz`` -> ``vild``)."""
+    name = predictions.resolve().name
+    for suffix in (".gz", ".json", ".zip", ".tar"):
+        name = name[: -len(suffix)] if name.endswith(suffix) and len(name) > len(suffix) else name
+    return name
+
+
+def _run_detection(args: argparse.Namespace, protocol, method: str, config: dict[str, Any]) -> int:
+    if args.bootstrap:
+        raise OvbenchError("--bootstrap is available for semseg protocols only")
+    result = evaluate_detection_submission(protocol, args.predictions, args.data_root, backend=args.backend,
+                                           truncate=args.truncate, progress=not args.no_progress)
+    inputs = {"predictions": str(args.predictions), "predictions_sha256": result.predictions_sha256,
+              "ground_truth_sha256": result.ground_truth_sha256, "num_images": result.num_images,
+              "num_detections": result.num_detections}
+    summary: dict[str, Any] = {"protocol": protocol.id, "protocol_hash": protocol.hash, "metrics": result.metrics,
+                               "evaluation": result.evaluation_info()}
+    if args.out:
+        atomic_write_json(args.out, {**summary, "method": method, "inputs": inputs})
+    if args.record:
+        record = reproduced_record(method, protocol, result.metrics, inputs, config,
+                                   evaluation=result.evaluation_info())
+        summary["record"] = str(write_record_with_per_image(args.root, record, None, None))
     print(json.dumps(summary, indent=2))
     return 0

@@ -19,12 +19,20 @@ def protocol_ref(protocol: Protocol) -> dict[str, Any]:
 
 
 def reproduced_record(method: str, protocol: Protocol, metrics: Mapping[str, Any], inputs: Mapping[str, Any],
-                      config: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """A ``source: reproduced`` record with full provenance (code, hardware, time, digests)."""
-    return {"schema": RESULT_SCHEMA, "source": "reproduced", "method": method,
-            "protocol": protocol_ref(protocol), "task": protocol.task, "metrics": dict(metrics),
-            "config": dict(config or {}), "ovbench": code_version(), "inputs": dict(inputs),
-            "timestamp": utc_timestamp(), "hardware": hardware()}
+                      config: Mapping[str, Any] | None = None,
+                      evaluation: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A ``source: reproduced`` record with full provenance (code, hardware, time, digests).
+
+    ``evaluation`` says how the metrics were computed where a protocol allows choices (e.g.
+    the AP backend and its version, any truncation applied).
+    """
+    record = {"schema": RESULT_SCHEMA, "source": "reproduced", "method": method,
+              "protocol": protocol_ref(protocol), "task": protocol.task, "metrics": dict(metrics),
+              "config": dict(config or {}), "ovbench": code_version(), "inputs": dict(inputs),
+              "timestamp": utc_timestamp(), "hardware": hardware()}
+    if evaluation:
+        record["evaluation"] = dict(evaluation)
+    return record
 
 
 def reported_record(method: str, protocol: Protocol, metrics: Mapping[str, Any], citation: Mapping[str, Any],

@@ -1,0 +1,224 @@
+"""Detection submissions: a COCO results JSON list, plain or gzipped, checked before scoring.
+
+Each entry::
+
+    {"image_id": int, "category_id": int, "bbox": [x, y, w, h], "score": float,
+     "segmentation": {"size": [h, w], "counts": "<compressed RLE>"}}   # optional
+
+``bbox`` is in pixels, ``x, y`` the top-left corner; ``category_id`` is the protocol's id (the
+dataset's category id); ``score`` lies in ``[0, 1]``. Masks are COCO compressed RLE of the whole
+image (``pycocotools.mask.encode``, ``counts`` decoded to ASCII), given for every entry or none.
+
+:func:`check_detections` finds every problem at once and raises one :class:`ValidationError`;
+nothing is scored unless the whole submission is valid. An image with more detections than the
+protocol's cap is an error unless ``truncate`` is set, in which case its highest-scoring
+detections are kept and the truncation is reported.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import math
+import zlib
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ovbench.errors import OvbenchError, ValidationError
+from ovbench.submissions.rle import rle_run_totals
+
+#: How many offending entries or images each problem line names.
+EXAMPLES = 5
+FIX = ("write a COCO results list: one {image_id, category_id, bbox [x, y, w, h], score in [0, 1]"
+       "[, segmentation RLE]} per detection, ids as in the protocol's annotation file")
+
+
+def load_detections(path: Path | str) -> tuple[list[Any], str]:
+    """The JSON list in ``path`` (``.gz`` is read through gzip) and the file's SHA-256."""
+    path = Path(path)
+    if not path.is_file():
+        raise OvbenchError(f"{path}: predictions file not found; pass a COCO results .json or .json.gz")
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        if data[:2] == b"\x1f\x8b":
+            data = gzip.decompress(data)
+        entries = json.loads(data)
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise OvbenchError(f"{path}: not a readable JSON (or gzipped JSON) file ({e}); {FIX}") from e
+    if not isinstance(entries, list):
+        raise OvbenchError(f"{path}: top level is {type(entries).__name__}, not a list; {FIX}")
+    return entries, digest
+
+
+@dataclass
+class Truncation:
+    """Detections dropped to respect the per-image cap (only with ``truncate``)."""
+
+    cap: int
+    images: int = 0
+    dropped: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return {"cap": self.cap, "images": self.images, "dropped": self.dropped}
+
+
+@dataclass
+class CheckedDetections:
+    """A valid submission: entries in input order (after any truncation) and what was found."""
+
+    entries: list[dict[str, Any]]
+    has_masks: bool
+    truncation: Truncation
+    max_per_image: int
+    per_image: Counter = field(repr=False, default_factory=Counter)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+class _Problems:
+    """Problems grouped by kind, each with a count and the first few examples."""
+
+    def __init__(self) -> None:
+        self._examples: dict[str, list[str]] = defaultdict(list)
+        self._counts: Counter = Counter()
+
+    def add(self, kind: str, example: str, count: int = 1) -> None:
+        self._counts[kind] += count
+        if len(self._examples[kind]) < EXAMPLES:
+            self._examples[kind].append(example)
+
+    def lines(self) -> list[str]:
+        return [f"{self._counts[k]} {k} (e.g. {'; '.join(self._examples[k])})" for k in self._counts]
+
+
+def _entry_problems(i: int, e: Any, images: Mapping[int, tuple[int, int]], categories: set[int],
+                    problems: _Problems) -> bool:
+    """Record what is wrong with entry ``i``; True when it is well formed."""
+    if not isinstance(e, dict):
+        problems.add("entries are not objects", f"entry {i} is {type(e).__name__}")
+        return False
+    ok = True
+    missing = [k for k in ("image_id", "category_id", "bbox", "score") if k not in e]
+    if missing:
+        problems.add("entries lack required keys", f"entry {i} has no {', '.join(missing)}")
+        return False
+    image_id, category_id, bbox, score = e["image_id"], e["category_id"], e["bbox"], e["score"]
+    if not _is_int(image_id) or image_id not in images:
+        problems.add("entries have an image_id that is not in the protocol's annotation file",
+                     f"entry {i}: {image_id!r}")
+        ok = False
+    if not _is_int(category_id) or category_id not in categories:
+        problems.add("entries have a category_id that is not one of the protocol's classes",
+                     f"entry {i}: {category_id!r}")
+        ok = False
+    if not _is_number(score) or not 0.0 <= score <= 1.0:
+        problems.add("entries have a non-finite score or one outside [0, 1]", f"entry {i}: {score!r}")
+        ok = False
+    if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
+        problems.add("entries have a bbox that is not 4 finite numbers [x, y, w, h]", f"entry {i}: {bbox!r}")
+        ok = False
+    elif bbox[2] <= 0 or bbox[3] <= 0:
+        problems.add("entries have a box of zero or negative width or height (bbox is [x, y, w, h], "
+                     "not [x1, y1, x2, y2])", f"entry {i}: {bbox!r}")
+        ok = False
+    return ok
+
+
+def _mask_problems(entries: Sequence[dict[str, Any]], images: Mapping[int, tuple[int, int]],
+                   problems: _Problems) -> None:
+    """Check the ``segmentation`` RLE of every entry (all entries carry one)."""
+    strings, expected, where = [], [], []
+    for i, e in enumerate(entries):
+        seg = e["segmentation"]
+        h, w = images[e["image_id"]]
+        if isinstance(seg, list):
+            problems.add("masks are polygons; give compressed RLE (pycocotools.mask.encode)", f"entry {i}")
+            continue
+        if not isinstance(seg, dict) or not isinstance(seg.get("counts"), str) or "size" not in seg:
+            problems.add("masks are not compressed RLE {size: [h, w], counts: str} (encode with "
+                         "pycocotools.mask.encode and decode counts to ASCII)", f"entry {i}")
+            continue
+        if list(seg["size"]) != [h, w]:
+            problems.add("masks have a size different from their image's [height, width]",
+                         f"entry {i}: {seg['size']} vs [{h}, {w}] of image {e['image_id']}")
+            continue
+        strings.append(seg["counts"])
+        expected.append(h * w)
+        where.append(i)
+    if not strings:
+        return
+    try:
+        totals, non_negative = rle_run_totals(strings)
+    except UnicodeEncodeError:
+        totals, non_negative = np.full(len(strings), -1), np.zeros(len(strings), dtype=bool)
+    for j in np.flatnonzero((totals != np.asarray(expected)) | ~non_negative):
+        problems.add("masks have malformed RLE counts (runs do not cover the image exactly)",
+                     f"entry {where[j]}")
+
+
+def check_detections(entries: Sequence[Any], images: Mapping[int, tuple[int, int]], categories: set[int],
+                     cap: int, truncate: bool = False, source: str = "predictions") -> CheckedDetections:
+    """Validate a COCO results list against the ground truth's images and the protocol's classes.
+
+    ``images`` maps image id to ``(height, width)``; ``cap`` is the protocol's largest per-image
+    detection count. Raises :class:`ValidationError` listing every problem.
+    """
+    problems = _Problems()
+    if not entries:
+        raise ValidationError(str(source), ["the list is empty: there is nothing to score"], FIX)
+    indexed = [(i, e) for i, e in enumerate(entries) if _entry_problems(i, e, images, categories, problems)]
+    good = [e for _, e in indexed]
+    with_masks = sum("segmentation" in e for e in good)
+    if 0 < with_masks < len(good):
+        problems.add("entries lack a segmentation while others have one (give masks for all or none)",
+                     f"{len(good) - with_masks} of {len(good)}")
+    elif with_masks and len(good) == len(entries):
+        _mask_problems(good, images, problems)
+    seen: dict[tuple, int] = {}
+    for i, e in indexed:
+        key = (e["image_id"], e["category_id"], tuple(e["bbox"]), e["score"])
+        if key in seen:
+            problems.add("duplicate entries (same image, category, box and score)", f"entries {seen[key]} and {i}")
+        else:
+            seen[key] = i
+    per_image = Counter(e["image_id"] for e in good)
+    over = {img: n for img, n in per_image.items() if n > cap}
+    if over and not truncate:
+        shown = ", ".join(f"image {img}: {n}" for img, n in sorted(over.items())[:EXAMPLES])
+        problems.add(f"images have more than the protocol's {cap} detections per image (keep the top {cap} "
+                     f"by score, or pass --truncate to let ovbench do it and record that)", shown, count=len(over))
+    lines = problems.lines()
+    if lines:
+        raise ValidationError(str(source), lines, FIX)
+    truncation = Truncation(cap=cap)
+    kept = list(good)
+    if over:
+        kept = top_per_image(good, cap)
+        truncation.images, truncation.dropped = len(over), len(good) - len(kept)
+        per_image = Counter(e["image_id"] for e in kept)
+    return CheckedDetections(entries=kept, has_masks=bool(with_masks), truncation=truncation,
+                             max_per_image=max(per_image.values()), per_image=per_image)
+
+
+def top_per_image(entries: Sequence[dict[str, Any]], cap: int) -> list[dict[str, Any]]:
+    """Each image's ``cap`` highest-scoring entries (ties: earlier first), in input order."""
+    order = sorted(range(len(entries)), key=lambda i: (entries[i]["image_id"], -entries[i]["score"], i))
+    keep, count, current = [], 0, None
+    for i in order:
+        image_id = entries[i]["image_id"]
+        count = count + 1 if image_id == current else 1
+        current = image_id
+        if count <= cap:
+            keep.append(i)
+    return [entries[i] for i in sorted(keep)]
