@@ -1,21 +1,46 @@
-"""``ovbench data``: generate the synthetic world (real-dataset preparation comes with its own issue)."""
+"""``ovbench data``: generate the synthetic world (``synth``) or prepare a real dataset's files (``prepare``).
+
+``ovbench data prepare NAME --root DIR`` turns the official files of dataset NAME found below DIR
+into the files its protocols read (see :mod:`ovbench.prepare`); it downloads nothing and says
+which files are missing and where to get them.
+"""
 from __future__ import annotations
 
 import argparse
 import time
 from pathlib import Path
 
+from ovbench.prepare import PREPARERS, Preparer, prepare
 from ovbench.synth import generate_world
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("data", help="datasets: generate the synthetic open-vocabulary world")
+    p = sub.add_parser("data", help="datasets: generate the synthetic open-vocabulary world, or prepare a real "
+                                    "dataset's files (coco-ovd, lvis, ...)")
     data_sub = p.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
     s = data_sub.add_parser("synth", help="generate the synthetic OV world (images, videos, detection, captions)")
     s.add_argument("--out", type=Path, required=True, help="output folder (pass it as --data-root later)")
     s.add_argument("--seed", type=int, default=0, help="world seed (same seed, same bytes)")
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=run_synth)
+
+    names = sorted(PREPARERS)
+    r = data_sub.add_parser(
+        "prepare", help="prepare a real dataset's files for its protocols (downloads nothing)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Turn a dataset's official files below --root into the files its protocols read.\n\n"
+                    + "\n".join(_describe(PREPARERS[n]) for n in names))
+    r.add_argument("name", choices=names, metavar="NAME", help=f"dataset: {', '.join(names)}")
+    r.add_argument("--root", type=Path, required=True,
+                   help="data root holding the official files (pass it as --data-root later)")
+    r.add_argument("--no-progress", action="store_true")
+    r.set_defaults(func=run_prepare)
+
+
+def _describe(preparer: Preparer) -> str:
+    return (f"{preparer.name}: {preparer.help}\n"
+            f"  reads:  {', '.join(f.path for f in preparer.inputs)}\n"
+            f"  writes: {', '.join(preparer.outputs)}")
 
 
 def run_synth(args: argparse.Namespace) -> int:
@@ -26,4 +51,15 @@ def run_synth(args: argparse.Namespace) -> int:
     for key in ("images", "videos", "video_frames", "instances", "caption_pairs"):
         if key in counts:
             print(f"  {key}: {counts[key]}")
+    return 0
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    report = prepare(args.name, args.root, progress=not args.no_progress)
+    print(f"prepared {report.name} under {report.root} in {time.perf_counter() - start:.1f} s")
+    for f in report.files:
+        print(f"  {f.action} {f.path}: {', '.join(f'{k} {v}' for k, v in f.counts.items())}")
+    for note in report.notes:
+        print(f"  note: {note}")
     return 0

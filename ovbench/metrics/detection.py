@@ -31,6 +31,10 @@ class BackendResult:
     backend module's ``COCO_STATS`` or ``LVIS_STATS``); ``precision`` has shape ``(T, R, K, A)`` (IoU
     thresholds, 101 recall points, categories in ``category_ids`` order, area ranges
     ``area_labels``) at the cap, -1 where a category has no ground truth.
+
+    COCO-style metrics are read from ``precision`` only: pycocotools' summary computes its
+    first number (AP) at maxDets = 100 whatever the cap (and -1 when 100 is not among them),
+    while faster-coco-eval uses the last maxDets, so the two ``stats`` agree only at cap 100.
     """
 
     backend: str
