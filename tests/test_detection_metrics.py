@@ -144,12 +144,18 @@ def test_partition_numbers_equal_the_library_run_on_that_partition_alone(tmp_pat
 def test_the_cap_of_100_and_of_300_detections_per_image_differ(tmp_path):
     p = detection_protocol(TWO_CLASSES)
     write_gt(tmp_path, p, [(1, 3, [10, 10, 20, 20])])
-    # 149 higher-scoring false positives push the one hit to rank 150
-    dets = [det(1, 3, [70, 5 + (i % 40), 8, 8 + i // 40], 0.9 - i * 0.001, mask=False) for i in range(149)]
+    # 149 higher-scoring dogs push the one cat hit to rank 150 in its image: the cap is per
+    # image (as a detector's post-processing applies it), not per image and class
+    dets = [det(1, 7, [70, 5 + (i % 40), 8, 8 + i // 40], 0.9 - i * 0.001, mask=False) for i in range(149)]
     dets.append(det(1, 3, [10, 10, 20, 20], 0.5, mask=False))
     bbox = evaluate(tmp_path, p, dets)["bbox"]
-    assert bbox["AP50_all@100"] == pytest.approx(0.0)
-    assert bbox["AP50_all@300"] == pytest.approx(100 / 150)       # precision 1/150 at every recall point
+    assert bbox["AP50_base@100"] == pytest.approx(0.0)
+    assert bbox["AP50_base@300"] == pytest.approx(100.0)
+    # the same hit behind 149 false cats: precision 1/150 at every recall point at @300
+    dets = [dict(d, category_id=3) for d in dets]
+    bbox = evaluate(tmp_path, p, dets)["bbox"]
+    assert bbox["AP50_base@100"] == pytest.approx(0.0)
+    assert bbox["AP50_base@300"] == pytest.approx(100 / 150)
 
 
 def test_masks_are_optional_and_their_absence_is_reported(tmp_path):
@@ -162,14 +168,17 @@ def test_masks_are_optional_and_their_absence_is_reported(tmp_path):
     assert "segm" in result.evaluation_info()["skipped"]
 
 
-def test_mask_ap_uses_mask_area_for_size_ranges(tmp_path):
+@pytest.mark.parametrize("backend", ["faster-coco-eval", "pycocotools"])
+def test_mask_ap_uses_mask_area_for_size_ranges(tmp_path, backend):
     p = detection_protocol(TWO_CLASSES)
     write_gt(tmp_path, p, [(1, 3, [0, 0, 40, 40])])                # 1600 px: medium
-    d = det(1, 3, [0, 0, 40, 40], 0.9)
-    d["bbox"] = [0.0, 0.0, 30.0, 30.0]                               # a box of 900 px would be small
-    segm = evaluate(tmp_path, p, [d])["segm"]
-    assert segm["APm_all@100"] == pytest.approx(100.0)
-    assert segm["APs_all@100"] is None
+    hit = det(1, 3, [0, 0, 40, 40], 0.9)
+    miss = det(1, 3, [60, 50, 40, 40], 0.95)                        # a medium mask ...
+    miss["bbox"] = [60.0, 50.0, 30.0, 30.0]                         # ... whose box (900 px) is small
+    segm = evaluate(tmp_path, p, [hit, miss], backend)["segm"]
+    # judged by its mask the miss is a medium false positive ranked first; by its box it
+    # would be outside the medium range and ignored (APm 100)
+    assert segm["APm_all@100"] == pytest.approx(50.0)
 
 
 @pytest.mark.parametrize("iou", ["bbox", "segm"])
