@@ -15,6 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--protocol", help="only this protocol")
     p.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="folder with results/ and speed/ (default: leaderboards)")
     p.add_argument("--out", type=Path, help="where tables go (default: <root>/tables)")
+    p.add_argument("--data-root", type=Path, help="lets rows of protocols whose class table comes from the "
+                                                  "dataset (ADE-847, PC-459, LVIS) be checked for staleness")
     p.set_defaults(func=run_leaderboard)
 
     p = sub.add_parser("import-reported", help="turn a transcribed paper table into `reported` records")
@@ -24,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_leaderboard(args: argparse.Namespace) -> int:
-    report = build_leaderboards(args.root, args.out or args.root / "tables", protocol=args.protocol)
+    report = build_leaderboards(args.root, args.out or args.root / "tables", protocol=args.protocol,
+                                data_root=args.data_root)
     print(report.summary())
     return 0
 

@@ -2,9 +2,9 @@
 
 ``build_leaderboards(root, out)`` reads ``root/results`` (and ``root/speed``) and writes, per
 protocol, a Markdown / CSV / LaTeX / HTML table and PNG plots, plus an index ``README.md``.
-Modules: :mod:`.columns` (which metrics each task shows), :mod:`.select` (latest row per method
-and source, staleness), :mod:`.frames` (pandas tables), :mod:`.render` (file text),
-:mod:`.plots`, :mod:`.index` and :mod:`.build`.
+Modules: :mod:`.columns` (which metrics each task and evaluation style shows), :mod:`.select`
+(latest row per method and source, staleness), :mod:`.frames` (pandas tables), :mod:`.render`
+(file text), :mod:`.plots`, :mod:`.index` and :mod:`.build`.
 """
 from ovbench.leaderboard.build import BuildReport, build_leaderboards
 from ovbench.leaderboard.columns import TASK_VIEWS, Column, TaskView

@@ -76,7 +76,8 @@ def _build_protocol(pid: str, rows: Sequence[Row], speeds: Sequence[Mapping[str,
                     report: BuildReport) -> IndexEntry:
     info = describe_protocol(pid, rows)
     p = current_protocol(pid)
-    view = view_for(info.task, [r.metrics for r in rows], preferred=p.metrics if p else ())
+    view = view_for(info.task, [r.metrics for r in rows], preferred=p.metrics if p else (),
+                    style=p.evaluation.get("style") if p else None)
     name = slug(pid)
 
     plots: list[tuple[str, Path]] = []
@@ -93,7 +94,7 @@ def _build_protocol(pid: str, rows: Sequence[Row], speeds: Sequence[Mapping[str,
     images = [(alt, png.relative_to(out).as_posix()) for alt, png in plots]
     texts = {
         f"{name}.md": markdown_page(info, display_frame(full, view, MARKDOWN), rows, view.primary_label,
-                                    links, images),
+                                    links, images, note=view.note),
         f"{name}.csv": csv_text(full),
         f"{name}.tex": latex_table(info, display_frame(full, view, LATEX)),
         f"{name}.html": html_page(info, display_frame(full, view, MARKDOWN), view.primary_label),

@@ -1,12 +1,19 @@
-"""Which metrics a leaderboard shows, per task: a small data table that later tasks extend.
+"""Which metrics a leaderboard shows, per task and evaluation style: a small data table.
 
 A :class:`Column` names a display label and the path of keys into a record's ``metrics``
 (``("bbox", "AP50_novel@100")`` reads ``metrics["bbox"]["AP50_novel@100"]``). ``kind="interval"``
 reads a ``[lo, hi]`` pair (a bootstrap confidence interval). ``optional`` columns are left out of
 a table when no row has a value; the others always show, with "–" where a row lacks the metric.
 
-To add a task, add a :class:`TaskView` to :data:`TASK_VIEWS`; a task without one gets
-:func:`generic_view` (every scalar metric found in its records, sorted by name).
+:data:`TASK_VIEWS` is keyed by task (``"semseg"``) or, where protocols of one task are scored in
+different styles, by ``"<task>:<style>"`` with the protocol's ``evaluation.style``. Every
+detection protocol is task ``detection``; COCO-style ones (``coco-ovd``, ``synth-ovd``) show box
+AP50 novel / base / all at 100 and at 300 detections per image (mask AP50 when recorded), sorted
+by box AP50 novel @100; LVIS-style ones (``lvis-ovd``) show mask APr / APc / APf / AP and box
+APr / AP at 300, sorted by mask APr, with no base-vs-novel plot (LVIS base is frequent + common,
+so no single metric is "base"). :func:`view_for` takes the style's view, else the task's, else
+:func:`generic_view` (every scalar metric found in the records, sorted by name). To add a task or
+a style, add an entry.
 """
 from __future__ import annotations
 
@@ -41,7 +48,8 @@ class TaskView:
 
     ``primary`` is the path of the metric tables sort by (descending), the overview pivot shows
     and the accuracy-vs-latency plot puts on its y axis. ``base_novel`` is the pair of paths the
-    base-vs-novel scatter plots (``None``: no such plot for this task).
+    base-vs-novel scatter plots (``None``: no such plot for this task). ``note`` is a sentence the
+    Markdown page adds to its legend (how to read the columns).
     """
 
     columns: tuple[Column, ...]
@@ -49,7 +57,11 @@ class TaskView:
     primary_label: str
     base_novel: tuple[MetricPath, MetricPath] | None = None
     base_novel_labels: tuple[str, str] = ("base", "novel")
+    note: str = ""
 
+
+DETECTION_NOTE = ("@N: AP over each image's N highest-scoring detections; numbers at different caps are "
+                  "not comparable. box / mask: AP from box IoU / mask IoU.")
 
 TASK_VIEWS: dict[str, TaskView] = {
     "semseg": TaskView(
@@ -67,6 +79,29 @@ TASK_VIEWS: dict[str, TaskView] = {
         primary_label="mIoU",
         base_novel=(("mIoU_base",), ("mIoU_novel",)),
         base_novel_labels=("mIoU base", "mIoU novel"),
+    ),
+    "detection:coco": TaskView(
+        columns=(
+            *(Column(f"AP50 {split} @{cap} (box)", ("bbox", f"AP50_{split}@{cap}"))
+              for cap in (100, 300) for split in ("novel", "base", "all")),
+            *(Column(f"AP50 {split} @{cap} (mask)", ("segm", f"AP50_{split}@{cap}"), optional=True)
+              for cap in (100, 300) for split in ("novel", "all")),
+        ),
+        primary=("bbox", "AP50_novel@100"),
+        primary_label="box AP50 novel @100",
+        base_novel=(("bbox", "AP50_base@100"), ("bbox", "AP50_novel@100")),
+        base_novel_labels=("box AP50 base @100", "box AP50 novel @100"),
+        note=DETECTION_NOTE,
+    ),
+    "detection:lvis": TaskView(
+        columns=(
+            *(Column(f"{name} @300 (mask)", ("segm", f"{name}@300"))
+              for name in ("APr", "APc", "APf", "AP")),
+            *(Column(f"{name} @300 (box)", ("bbox", f"{name}@300")) for name in ("APr", "AP")),
+        ),
+        primary=("segm", "APr@300"),
+        primary_label="mask APr @300",
+        note=DETECTION_NOTE,
     ),
 }
 
@@ -131,6 +166,12 @@ def generic_view(metric_dicts: Iterable[Mapping[str, Any]], preferred: Sequence[
     return TaskView(columns=columns, primary=primary, primary_label=".".join(primary) or "score")
 
 
-def view_for(task: str, metric_dicts: Iterable[Mapping[str, Any]], preferred: Sequence[str] = ()) -> TaskView:
-    """The :class:`TaskView` of ``task`` (the generic one for tasks not yet in the table)."""
-    return TASK_VIEWS.get(task) or generic_view(metric_dicts, preferred)
+def view_for(task: str, metric_dicts: Iterable[Mapping[str, Any]], preferred: Sequence[str] = (),
+             style: str | None = None) -> TaskView:
+    """The :class:`TaskView` for ``task`` scored in evaluation ``style``; see the module docs.
+
+    ``style`` is the protocol's ``evaluation.style`` (``None`` when it has none or is no longer
+    registered); the generic view is built from ``metric_dicts`` and ``preferred``.
+    """
+    view = TASK_VIEWS.get(f"{task}:{style}") if style else None
+    return view or TASK_VIEWS.get(task) or generic_view(metric_dicts, preferred)

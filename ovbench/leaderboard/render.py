@@ -81,8 +81,9 @@ def _stale_notes(rows: Iterable[Row]) -> list[str]:
 
 
 def markdown_page(info: ProtocolInfo, table: pd.DataFrame, rows: Sequence[Row], primary_label: str,
-                  links: Sequence[tuple[str, str]] = (), images: Sequence[tuple[str, str]] = ()) -> str:
-    """The committed ``<protocol>.md``: title, table, legend, stale notes, links and plots."""
+                  links: Sequence[tuple[str, str]] = (), images: Sequence[tuple[str, str]] = (),
+                  note: str = "") -> str:
+    """The committed ``<protocol>.md``: title, table, legend (and ``note``), stale notes, links, plots."""
     parts = [f"# {info.heading}", ""]
     if info.title:
         parts += [f"{info.title}.", ""]
@@ -90,7 +91,7 @@ def markdown_page(info: ProtocolInfo, table: pd.DataFrame, rows: Sequence[Row], 
     parts.append(f"Sorted by {primary_label}, descending. Numbers to one decimal; \"–\": not in the "
                  f"record. *reproduced*: computed by ovbench from predictions; *reported*: copied "
                  f"from the cited paper and table. stale \"⚠ yes\": computed under another version "
-                 f"of the protocol (the row is kept; re-run it).")
+                 f"of the protocol (the row is kept; re-run it)." + (f" {note}" if note else ""))
     notes = _stale_notes(rows)
     if notes:
         parts += ["", "Rows to re-check:", "", *notes]
