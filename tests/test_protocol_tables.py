@@ -198,3 +198,43 @@ def test_layouts_and_ignore_labels():
     for pid in INLINE:
         assert get_protocol(pid).ignore_label == 255
         assert get_protocol(pid).metrics == get_protocol("synth-ov").metrics
+
+
+OVR_CNN_NOVEL = {"airplane", "bus", "cat", "dog", "cow", "elephant", "umbrella", "tie", "snowboard", "skateboard",
+                 "cup", "knife", "cake", "couch", "keyboard", "sink", "scissors"}
+OVR_CNN_EXCLUDED = {"traffic light", "fire hydrant", "stop sign", "parking meter", "sports ball", "baseball bat",
+                    "baseball glove", "tennis racket", "wine glass", "hot dog", "potted plant", "dining table",
+                    "cell phone", "teddy bear", "hair drier"}
+
+
+def test_coco_ovd_is_the_48_17_split_with_coco_category_ids():
+    p = get_protocol("coco-ovd")
+    assert (p.task, p.num_classes, p.num_base, p.num_novel) == ("detection", 65, 48, 17)
+    assert {c.name for c in p.classes if c.partition == "novel"} == OVR_CNN_NOVEL
+    coco = get_protocol("coco-panoptic-133")
+    coco_ids = dict(zip((c.dataset_name for c in coco.classes[:80]), _definition("coco-panoptic-133")["dataset_ids"]))
+    assert {c.name: c.id for c in p.classes} == {n: i for n, i in coco_ids.items() if n not in OVR_CNN_EXCLUDED}
+    assert p.evaluation["max_detections"] == [100, 300] and p.ignore_label is None
+
+
+def test_synth_ovd_is_synth_ov_things():
+    things = [c for c in get_protocol("synth-ov").classes if c.id >= 8]
+    assert list(get_protocol("synth-ovd").classes) == things
+
+
+def test_detection_ids_must_increase():
+    d = _definition("synth-ovd")
+    d["classes"][1]["id"] = d["classes"][0]["id"]
+    with pytest.raises(OvbenchError, match="increasing order"):
+        protocol_from_dict(d)
+
+
+def test_lvis_partition_comes_from_frequency(tmp_path):
+    freqs = ["r"] * 337 + ["c"] * 461 + ["f"] * 405
+    table = [{"id": i + 1, "name": f"thing {i}", "synonyms": [], "frequency": f} for i, f in enumerate(freqs)]
+    (tmp_path / "lvis").mkdir()
+    (tmp_path / "lvis" / "ovbench_lvis_classes.json").write_text(json.dumps(table))
+    p = get_protocol("lvis-ovd", data_root=tmp_path)
+    assert (p.num_base, p.num_novel) == (866, 337)
+    assert {c.frequency for c in p.classes if c.partition == "novel"} == {"r"}
+    assert p.hash != get_protocol("lvis-ovd").hash

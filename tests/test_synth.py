@@ -200,3 +200,19 @@ def test_bad_sizes_and_seed(tmp_path):
         generate_world(tmp_path / "a", sizes=WorldSizes(image_size=8), progress=False)
     with pytest.raises(OvbenchError, match="seed"):
         generate_world(tmp_path / "b", seed=-1, sizes=TINY, progress=False)
+
+
+def test_synth_ovd_scores_the_ground_truth_perfectly(world, tmp_path):
+    """The detection protocol reads the world's val JSON; its own annotations score AP 100."""
+    from ovbench.evaluation.detection import evaluate_detection_submission
+    from ovbench.protocols import get_protocol
+
+    protocol = get_protocol("synth-ovd")
+    gt = json.loads((world / "detection" / "instances_val.json").read_text())
+    assert [c["id"] for c in gt["categories"]] == [c.id for c in protocol.classes]
+    dets = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0,
+             "segmentation": a["segmentation"]} for a in gt["annotations"]]
+    (tmp_path / "dets.json").write_text(json.dumps(dets))
+    m = evaluate_detection_submission(protocol, tmp_path / "dets.json", world, progress=False).metrics
+    for iou in ("bbox", "segm"):
+        assert m[iou]["AP_all@100"] == m[iou]["AP_novel@300"] == 100.0

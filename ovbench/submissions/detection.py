@@ -21,8 +21,9 @@ import hashlib
 import json
 import math
 import zlib
+from itertools import chain
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -75,7 +76,6 @@ class CheckedDetections:
     has_masks: bool
     truncation: Truncation
     max_per_image: int
-    per_image: Counter = field(repr=False, default_factory=Counter)
 
 
 def _is_int(v: Any) -> bool:
@@ -167,6 +167,62 @@ def _mask_problems(entries: Sequence[dict[str, Any]], images: Mapping[int, tuple
                      f"entry {where[j]}")
 
 
+@dataclass
+class _Columns:
+    """The well-formed entries as arrays: ids ``(N,)`` int64, boxes ``(N, 4)`` and scores ``(N,)`` float64."""
+
+    index: np.ndarray
+    image_id: np.ndarray
+    category_id: np.ndarray
+    bbox: np.ndarray
+    score: np.ndarray
+
+    @classmethod
+    def of(cls, indexed: Sequence[tuple[int, dict[str, Any]]]) -> "_Columns":
+        return cls(index=np.array([i for i, _ in indexed], dtype=np.int64),
+                   image_id=np.array([e["image_id"] for _, e in indexed], dtype=np.int64),
+                   category_id=np.array([e["category_id"] for _, e in indexed], dtype=np.int64),
+                   bbox=np.array([e["bbox"] for _, e in indexed], dtype=np.float64).reshape(-1, 4),
+                   score=np.array([e["score"] for _, e in indexed], dtype=np.float64))
+
+
+def _all_well_formed(entries: Sequence[Any], images: Mapping[int, tuple[int, int]], categories: set[int]) -> bool:
+    """True when every entry passes :func:`_entry_problems`, decided in bulk (no messages).
+
+    The common case, a valid submission, is checked with C-level passes and NumPy; only when
+    this says no is every entry examined one by one to word the problems.
+    """
+    if set(map(type, entries)) != {dict}:
+        return False
+    try:
+        image_ids = [e["image_id"] for e in entries]
+        category_ids = [e["category_id"] for e in entries]
+        boxes = [e["bbox"] for e in entries]
+        scores = [e["score"] for e in entries]
+    except KeyError:
+        return False
+    if not (set(map(type, image_ids)) == {int} and set(map(type, category_ids)) == {int}
+            and set(map(type, boxes)) == {list} and set(map(len, boxes)) == {4}
+            and set(map(type, chain.from_iterable(boxes))) <= {int, float}
+            and set(map(type, scores)) <= {int, float}):
+        return False
+    if not (set(image_ids) <= images.keys() and set(category_ids) <= categories):
+        return False
+    b, sc = np.array(boxes, dtype=np.float64), np.array(scores, dtype=np.float64)
+    return bool(np.isfinite(b).all() and (b[:, 2:] > 0).all() and np.isfinite(sc).all()
+                and ((sc >= 0) & (sc <= 1)).all())
+
+
+def _duplicate_pairs(cols: _Columns) -> list[tuple[int, int]]:
+    """``(first, repeat)`` entry indices of rows equal in image, category, box and score."""
+    table = np.column_stack([cols.image_id, cols.category_id, cols.bbox, cols.score])
+    order = np.lexsort(table.T[::-1])              # stable: equal rows stay in input order
+    equal_to_previous = np.r_[False, (table[order[1:]] == table[order[:-1]]).all(axis=1)]
+    run_start = np.maximum.accumulate(np.where(equal_to_previous, 0, np.arange(len(order))))
+    return [(int(cols.index[order[run_start[j]]]), int(cols.index[order[j]]))
+            for j in np.flatnonzero(equal_to_previous)]
+
+
 def check_detections(entries: Sequence[Any], images: Mapping[int, tuple[int, int]], categories: set[int],
                      cap: int, truncate: bool = False, source: str = "predictions") -> CheckedDetections:
     """Validate a COCO results list against the ground truth's images and the protocol's classes.
@@ -177,7 +233,10 @@ def check_detections(entries: Sequence[Any], images: Mapping[int, tuple[int, int
     problems = _Problems()
     if not entries:
         raise ValidationError(str(source), ["the list is empty: there is nothing to score"], FIX)
-    indexed = [(i, e) for i, e in enumerate(entries) if _entry_problems(i, e, images, categories, problems)]
+    if _all_well_formed(entries, images, categories):
+        indexed = list(enumerate(entries))
+    else:
+        indexed = [(i, e) for i, e in enumerate(entries) if _entry_problems(i, e, images, categories, problems)]
     good = [e for _, e in indexed]
     with_masks = sum("segmentation" in e for e in good)
     if 0 < with_masks < len(good):
@@ -185,15 +244,11 @@ def check_detections(entries: Sequence[Any], images: Mapping[int, tuple[int, int
                      f"{len(good) - with_masks} of {len(good)}")
     elif with_masks and len(good) == len(entries):
         _mask_problems(good, images, problems)
-    seen: dict[tuple, int] = {}
-    for i, e in indexed:
-        key = (e["image_id"], e["category_id"], tuple(e["bbox"]), e["score"])
-        if key in seen:
-            problems.add("duplicate entries (same image, category, box and score)", f"entries {seen[key]} and {i}")
-        else:
-            seen[key] = i
-    per_image = Counter(e["image_id"] for e in good)
-    over = {img: n for img, n in per_image.items() if n > cap}
+    cols = _Columns.of(indexed)
+    for first, repeat in _duplicate_pairs(cols):
+        problems.add("duplicate entries (same image, category, box and score)", f"entries {first} and {repeat}")
+    ids, counts = np.unique(cols.image_id, return_counts=True)
+    over = {int(i): int(n) for i, n in zip(ids, counts) if n > cap}
     if over and not truncate:
         shown = ", ".join(f"image {img}: {n}" for img, n in sorted(over.items())[:EXAMPLES])
         problems.add(f"images have more than the protocol's {cap} detections per image (keep the top {cap} "
@@ -202,13 +257,12 @@ def check_detections(entries: Sequence[Any], images: Mapping[int, tuple[int, int
     if lines:
         raise ValidationError(str(source), lines, FIX)
     truncation = Truncation(cap=cap)
-    kept = list(good)
+    kept = good
     if over:
         kept = top_per_image(good, cap)
         truncation.images, truncation.dropped = len(over), len(good) - len(kept)
-        per_image = Counter(e["image_id"] for e in kept)
     return CheckedDetections(entries=kept, has_masks=bool(with_masks), truncation=truncation,
-                             max_per_image=max(per_image.values()), per_image=per_image)
+                             max_per_image=min(int(counts.max()), cap))
 
 
 def top_per_image(entries: Sequence[dict[str, Any]], cap: int) -> list[dict[str, Any]]:
