@@ -83,7 +83,10 @@ def _is_int(v: Any) -> bool:
 
 
 def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    try:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    except OverflowError:          # a JSON integer beyond float range
+        return False
 
 
 class _Problems:
@@ -135,11 +138,11 @@ def _entry_problems(i: int, e: Any, images: Mapping[int, tuple[int, int]], categ
     return ok
 
 
-def _mask_problems(entries: Sequence[dict[str, Any]], images: Mapping[int, tuple[int, int]],
+def _mask_problems(indexed: Sequence[tuple[int, dict[str, Any]]], images: Mapping[int, tuple[int, int]],
                    problems: _Problems) -> None:
-    """Check the ``segmentation`` RLE of every entry (all entries carry one)."""
+    """Check the ``segmentation`` RLE of every ``(entry index, well-formed entry)`` (all carry one)."""
     strings, expected, where = [], [], []
-    for i, e in enumerate(entries):
+    for i, e in indexed:
         seg = e["segmentation"]
         h, w = images[e["image_id"]]
         if isinstance(seg, list):
@@ -149,7 +152,11 @@ def _mask_problems(entries: Sequence[dict[str, Any]], images: Mapping[int, tuple
             problems.add("masks are not compressed RLE {size: [h, w], counts: str} (encode with "
                          "pycocotools.mask.encode and decode counts to ASCII)", f"entry {i}")
             continue
-        if list(seg["size"]) != [h, w]:
+        size = seg["size"]
+        if not (isinstance(size, list) and len(size) == 2 and all(_is_int(v) for v in size)):
+            problems.add("masks have a size that is not [height, width] as two integers", f"entry {i}: {size!r}")
+            continue
+        if size != [h, w]:
             problems.add("masks have a size different from their image's [height, width]",
                          f"entry {i}: {seg['size']} vs [{h}, {w}] of image {e['image_id']}")
             continue
@@ -158,10 +165,7 @@ def _mask_problems(entries: Sequence[dict[str, Any]], images: Mapping[int, tuple
         where.append(i)
     if not strings:
         return
-    try:
-        totals, non_negative = rle_run_totals(strings)
-    except UnicodeEncodeError:
-        totals, non_negative = np.full(len(strings), -1), np.zeros(len(strings), dtype=bool)
+    totals, non_negative = rle_run_totals(strings)
     for j in np.flatnonzero((totals != np.asarray(expected)) | ~non_negative):
         problems.add("masks have malformed RLE counts (runs do not cover the image exactly)",
                      f"entry {where[j]}")
@@ -208,7 +212,10 @@ def _all_well_formed(entries: Sequence[Any], images: Mapping[int, tuple[int, int
         return False
     if not (set(image_ids) <= images.keys() and set(category_ids) <= categories):
         return False
-    b, sc = np.array(boxes, dtype=np.float64), np.array(scores, dtype=np.float64)
+    try:
+        b, sc = np.array(boxes, dtype=np.float64), np.array(scores, dtype=np.float64)
+    except OverflowError:          # a JSON integer beyond float range
+        return False
     return bool(np.isfinite(b).all() and (b[:, 2:] > 0).all() and np.isfinite(sc).all()
                 and ((sc >= 0) & (sc <= 1)).all())
 
@@ -240,10 +247,12 @@ def check_detections(entries: Sequence[Any], images: Mapping[int, tuple[int, int
     good = [e for _, e in indexed]
     with_masks = sum("segmentation" in e for e in good)
     if 0 < with_masks < len(good):
-        problems.add("entries lack a segmentation while others have one (give masks for all or none)",
-                     f"{len(good) - with_masks} of {len(good)}")
-    elif with_masks and len(good) == len(entries):
-        _mask_problems(good, images, problems)
+        for i, e in indexed:
+            if "segmentation" not in e:
+                problems.add("entries lack a segmentation while others have one (give masks for all or none)",
+                             f"entry {i}")
+    elif with_masks:
+        _mask_problems(indexed, images, problems)
     cols = _Columns.of(indexed)
     for first, repeat in _duplicate_pairs(cols):
         problems.add("duplicate entries (same image, category, box and score)", f"entries {first} and {repeat}")

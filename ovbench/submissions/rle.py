@@ -39,9 +39,13 @@ def _chunk_totals(counts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     totals = np.full(n, -1, dtype=np.int64)
     ok = np.zeros(n, dtype=bool)
     lengths = np.fromiter((len(c) for c in counts), dtype=np.int64, count=n)
-    raw = np.frombuffer("".join(counts).encode("latin-1"), dtype=np.uint8).astype(np.int64) - _OFFSET
+    if not lengths.any():                          # only empty strings: no runs at all
+        return np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool)
+    # non-ASCII characters are never valid; "replace" keeps one byte per character
+    raw = np.frombuffer("".join(counts).encode("ascii", errors="replace"), dtype=np.uint8).astype(np.int64)
+    raw -= _OFFSET
     owner = np.repeat(np.arange(n), lengths)
-    bad_char = np.zeros(n, dtype=bool)
+    bad_char = ~np.fromiter((c.isascii() for c in counts), dtype=bool, count=n)
     bad_char[owner[(raw < 0) | (raw > 0x3F)]] = True
     raw = np.clip(raw, 0, 0x3F)
     ends = (raw & _MORE) == 0
