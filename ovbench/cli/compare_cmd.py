@@ -42,6 +42,10 @@ def run(args: argparse.Namespace) -> int:
     if (pid_a, hash_a) != (pid_b, hash_b):
         raise OvbenchError(f"{args.b}: protocol {pid_b}@{hash_b} differs from {args.a}'s {pid_a}@{hash_a}; "
                            f"compare results of the same protocol version")
+    task = get_protocol(pid_a).task
+    if task != "semseg":
+        raise OvbenchError(f"{args.a}: a {task} result; `ovbench compare` tests semseg results (a paired "
+                           f"bootstrap over per-image pixel statistics), which is all it supports so far")
     ids_a, stats_a = load_per_image(args.a, ra)
     ids_b, stats_b = load_per_image(args.b, rb)
     if sorted(ids_a) != sorted(ids_b):
