@@ -216,3 +216,34 @@ def test_synth_ovd_scores_the_ground_truth_perfectly(world, tmp_path):
     m = evaluate_detection_submission(protocol, tmp_path / "dets.json", world, progress=False).metrics
     for iou in ("bbox", "segm"):
         assert m[iou]["AP_all@100"] == m[iou]["AP_novel@300"] == 100.0
+
+
+def test_video_tracks_in_youtube_vis_format(world):
+    from pycocotools import mask as mask_utils
+
+    for split in ("train", "val"):
+        doc = json.loads((world / "videos" / split / "instances.json").read_text())
+        index = {e["video"]: e for e in json.loads((world / "videos" / split / "videos.json").read_text())}
+        assert [v["name"] for v in doc["videos"]] == sorted(index)
+        assert {c["id"] for c in doc["categories"]} == {c.id for c in PROTOCOL.classes if c.id >= 8}
+        by_video: dict[int, list] = {}
+        for ann in doc["annotations"]:
+            by_video.setdefault(ann["video_id"], []).append(ann)
+            assert len(ann["segmentations"]) == len(ann["areas"]) == TINY.video_frames and any(ann["areas"])
+            if split == "train":
+                assert ann["category_id"] not in NOVEL
+        for video in doc["videos"]:
+            vid = video["name"]
+            assert video["length"] == TINY.video_frames and (world / video["file_names"][0]).is_file()
+            tracks = {t["track_id"]: t["category_id"] for t in index[vid]["tracks"]}
+            for t in range(TINY.video_frames):
+                _, inst = _png(world / "videos" / split / "instances" / vid / f"{t:05d}.png")
+                shown = {a["id"] for a in by_video.get(video["id"], []) if a["segmentations"][t] is not None}
+                assert len(shown) == len(set(np.unique(inst).tolist()) - {0})
+                for ann in by_video.get(video["id"], []):
+                    seg = ann["segmentations"][t]
+                    if seg is None:
+                        continue
+                    m = mask_utils.decode(seg).astype(bool)
+                    k = int(np.unique(inst[m])[0])
+                    assert (inst == k).sum() == m.sum() == ann["areas"][t] and tracks[k] == ann["category_id"]

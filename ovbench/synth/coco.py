@@ -1,4 +1,4 @@
-"""COCO instance JSON for the image splits (RLE masks of the visible part of each thing)."""
+"""Instance JSON: COCO for the image splits, YouTube-VIS for the videos (RLE masks of the visible part of each thing)."""
 from __future__ import annotations
 
 from typing import Any, Callable, Sequence
@@ -44,3 +44,34 @@ def document(split: str, images: list[dict[str, Any]], annotations: list[dict[st
     return {"info": {"description": f"ovbench synthetic world, {split} split: {note}", "version": "1"},
             "licenses": [], "images": images, "annotations": annotations,
             "categories": categories(classes)}
+
+
+def _rle(mask: np.ndarray) -> dict[str, Any]:
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+def track_annotation(instance_maps: Sequence[np.ndarray], track_id: int, category_id: int, video_id: int,
+                     annotation_id: int) -> dict[str, Any]:
+    """One YouTube-VIS annotation: the track's RLE, area and box per frame, ``None`` where it is hidden."""
+    segs, areas, boxes = [], [], []
+    for inst in instance_maps:
+        m = inst == track_id
+        if not m.any():
+            segs.append(None), areas.append(None), boxes.append(None)
+            continue
+        ys, xs = np.nonzero(m)
+        segs.append(_rle(m))
+        areas.append(int(m.sum()))
+        boxes.append([float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)])
+    return {"id": annotation_id, "video_id": video_id, "category_id": int(category_id), "segmentations": segs,
+            "areas": areas, "bboxes": boxes, "iscrowd": 0, "length": 1}
+
+
+def video_document(split: str, videos: list[dict[str, Any]], annotations: list[dict[str, Any]],
+                   classes: Sequence[ClassInfo]) -> dict[str, Any]:
+    """The YouTube-VIS-format instance file of a video split (one annotation per track)."""
+    note = ("base-class tracks only (novel things are present in the frames but not annotated)"
+            if split == "train" else "every thing track")
+    return {"info": {"description": f"ovbench synthetic world, {split} videos: {note}", "version": "1"},
+            "licenses": [], "videos": videos, "annotations": annotations, "categories": categories(classes)}

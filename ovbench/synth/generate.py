@@ -24,7 +24,7 @@ from ovbench.synth.images import render_image
 from ovbench.synth.pngio import save_png
 from ovbench.synth.videos import render_video
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 PROTOCOL_ID = "synth-ov"
 WORLD_FILE = "world.json"
 SPLITS = ("train", "val")
@@ -37,6 +37,7 @@ LAYOUT = {
     "video_semantic": "videos/{split}/semantic/{video}/{frame:05d}.png",
     "video_instances": "videos/{split}/instances/{video}/{frame:05d}.png",
     "video_index": "videos/{split}/videos.json",
+    "video_tracks": "videos/{split}/instances.json",
     "detection": "detection/instances_{split}.json",
     "caption_images": "captions/images/{id}.png",
     "captions": "captions/captions.jsonl",
@@ -53,7 +54,7 @@ class WorldSizes:
     image_size: int = 128
     train_videos: int = 8
     val_videos: int = 6
-    video_frames: int = 10
+    video_frames: int = 20
     video_size: int = 128
     caption_pairs: int = 3000
     caption_size: int = 64
@@ -183,11 +184,15 @@ def generate_world(out: Path, seed: int = 0, sizes: WorldSizes | None = None,
         counts["instances"][split] = {**n_inst, "annotated": len(annotations)}
         counts["class_images"][split] = class_images.tolist()
 
-        index, n_tracks = [], 0
+        index, n_tracks, ytvis_videos, ytvis_tracks = [], 0, [], []
         for v in range(sizes.videos(split)):
             vid = video_id(split, v)
             video = render_video(seed, split, v, sizes.video_size, sizes.video_frames)
             novel_tracks = [k for k, cid in video.tracks if cid in novel]
+            names = [f"{t:05d}.png" for t in range(sizes.video_frames)]
+            ytvis_videos.append({"id": v + 1, "name": vid, "width": sizes.video_size, "height": sizes.video_size,
+                                 "length": sizes.video_frames,
+                                 "file_names": [f"videos/{split}/frames/{vid}/{n}" for n in names]})
             for t, frame in enumerate(video.frames):
                 name = f"{t:05d}.png"
                 inst = frame.instances
@@ -201,9 +206,16 @@ def generate_world(out: Path, seed: int = 0, sizes: WorldSizes | None = None,
             tracks = [{"track_id": k, "category_id": cid} for k, cid in video.tracks
                       if not (train and cid in novel)]
             n_tracks += len(tracks)
+            maps = [f.instances for f in video.frames]
+            for t in tracks:
+                ann = coco.track_annotation(maps, t["track_id"], t["category_id"], v + 1, len(ytvis_tracks) + 1)
+                if any(ann["areas"]):           # a thing hidden in every frame is no ground truth
+                    ytvis_tracks.append(ann)
             index.append({"video": vid, "num_frames": sizes.video_frames, "height": sizes.video_size,
                           "width": sizes.video_size, "tracks": tracks})
         _write_json(out / "videos" / split / "videos.json", index)
+        _write_json(out / "videos" / split / "instances.json",
+                    coco.video_document(split, ytvis_videos, ytvis_tracks, classes))
         counts["videos"][split] = sizes.videos(split)
         counts["video_frames"][split] = sizes.videos(split) * sizes.video_frames
         counts["tracks"][split] = n_tracks
