@@ -1,7 +1,7 @@
 """``ovbench evaluate``: score a submission, print the metrics, optionally record them.
 
-Semantic segmentation takes a folder/zip/tar of label PNGs; detection a COCO results JSON
-(``.json`` or ``.json.gz``). The protocol's task decides which.
+Semantic segmentation takes a folder/zip/tar of label PNGs (``<video>/<frame>.png`` for video
+semseg); detection a COCO results JSON (``.json`` or ``.json.gz``). The protocol's task decides.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from ovbench.errors import OvbenchError
 from ovbench.evaluation.detection import DEFAULT_BACKEND, evaluate_detection_submission
 from ovbench.evaluation.detection_backends import BACKENDS
 from ovbench.evaluation.semseg import default_workers, evaluate_semseg_submission
+from ovbench.evaluation.video_semseg import evaluate_video_semseg_submission
 from ovbench.protocols import get_protocol
 from ovbench.records.result import reproduced_record, save_per_image, write_record_with_per_image
 from ovbench.records.store import atomic_write_json
@@ -65,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
     method = args.method or _method_name(args.predictions)
     if protocol.task == "detection":
         return _run_detection(args, protocol, method, config)
+    if protocol.task == "video-semseg":
+        return _run_video_semseg(args, protocol, method, config)
     if protocol.task != "semseg":
         raise OvbenchError(f"protocol {protocol.id}: evaluating {protocol.task} protocols is not available yet")
     result = evaluate_semseg_submission(protocol, args.predictions, args.data_root, workers=args.workers,
@@ -94,21 +97,41 @@ def _method_name(predictions: Path) -> str:
     return name
 
 
-def _run_detection(args: argparse.Namespace, protocol, method: str, config: dict[str, Any]) -> int:
+def _emit(args: argparse.Namespace, protocol, method: str, config: dict[str, Any], metrics: dict[str, Any],
+          inputs: dict[str, Any], evaluation: dict[str, Any] | None = None) -> int:
+    """Print the result JSON; write it to ``--out`` and a record with ``--record`` (no per-image file)."""
+    summary: dict[str, Any] = {"protocol": protocol.id, "protocol_hash": protocol.hash, "metrics": metrics}
+    if evaluation:
+        summary["evaluation"] = evaluation
+    if args.out:
+        atomic_write_json(args.out, {**summary, "method": method, "inputs": inputs})
+    if args.record:
+        record = reproduced_record(method, protocol, metrics, inputs, config, evaluation=evaluation)
+        summary["record"] = str(write_record_with_per_image(args.root, record, None, None))
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _semseg_only_options(args: argparse.Namespace) -> None:
     if args.bootstrap:
         raise OvbenchError("--bootstrap is available for semseg protocols only")
+
+
+def _run_detection(args: argparse.Namespace, protocol, method: str, config: dict[str, Any]) -> int:
+    _semseg_only_options(args)
     result = evaluate_detection_submission(protocol, args.predictions, args.data_root, backend=args.backend,
                                            truncate=args.truncate, progress=not args.no_progress)
     inputs = {"predictions": str(args.predictions), "predictions_sha256": result.predictions_sha256,
               "ground_truth_sha256": result.ground_truth_sha256, "num_images": result.num_images,
               "num_detections": result.num_detections}
-    summary: dict[str, Any] = {"protocol": protocol.id, "protocol_hash": protocol.hash, "metrics": result.metrics,
-                               "evaluation": result.evaluation_info()}
-    if args.out:
-        atomic_write_json(args.out, {**summary, "method": method, "inputs": inputs})
-    if args.record:
-        record = reproduced_record(method, protocol, result.metrics, inputs, config,
-                                   evaluation=result.evaluation_info())
-        summary["record"] = str(write_record_with_per_image(args.root, record, None, None))
-    print(json.dumps(summary, indent=2))
-    return 0
+    return _emit(args, protocol, method, config, result.metrics, inputs, result.evaluation_info())
+
+
+def _run_video_semseg(args: argparse.Namespace, protocol, method: str, config: dict[str, Any]) -> int:
+    _semseg_only_options(args)
+    result = evaluate_video_semseg_submission(protocol, args.predictions, args.data_root, workers=args.workers,
+                                              progress=not args.no_progress)
+    inputs = {"predictions": str(args.predictions), "predictions_sha256": result.predictions_sha256,
+              "ground_truth_sha256": result.ground_truth_sha256, "num_videos": len(result.videos),
+              "num_frames": result.num_frames}
+    return _emit(args, protocol, method, config, result.metrics, inputs)

@@ -85,20 +85,24 @@ def _init_worker(check: PairCheck) -> None:
     _WORKER_CHECK = check
 
 
-def _score_task(task: tuple[str, str | bytes, str, str]) -> ImageResult:
-    """Worker body: read, hash, decode and score one (prediction, ground truth) pair."""
+def read_and_score(check: PairCheck, task: tuple[str, str | bytes, str, str]
+                   ) -> tuple[ImageResult, np.ndarray | None, np.ndarray | None]:
+    """Read, hash, decode and score one (prediction, ground truth) pair; also return both maps.
+
+    ``task`` is ``(image_id, prediction path or bytes, prediction name, ground-truth path)``.
+    The maps are ``None`` when a file could not be read or decoded.
+    """
     image_id, pred_src, pred_name, gt_path = task
-    assert _WORKER_CHECK is not None
     problems: list[str] = []
     try:
         pred_bytes = pred_src if isinstance(pred_src, bytes) else Path(pred_src).read_bytes()
     except OSError as e:
-        return ImageResult(image_id, [f"{pred_name}: unreadable ({e})"], None, "", "")
+        return ImageResult(image_id, [f"{pred_name}: unreadable ({e})"], None, "", ""), None, None
     try:
         gt_bytes = Path(gt_path).read_bytes()
     except OSError as e:
         return ImageResult(image_id, [f"{gt_path}: ground truth unreadable ({e}); re-run the data preparation"],
-                           None, "", "")
+                           None, "", ""), None, None
     pred_sha, gt_sha = hashlib.sha256(pred_bytes).hexdigest(), hashlib.sha256(gt_bytes).hexdigest()
     pred = gt = None
     try:
@@ -110,9 +114,15 @@ def _score_task(task: tuple[str, str | bytes, str, str]) -> ImageResult:
     except LabelDecodeError as e:
         problems.append(f"{gt_path}: ground truth {e}; re-run the data preparation")
     if pred is None or gt is None:
-        return ImageResult(image_id, problems, None, pred_sha, gt_sha)
-    problems, conf = _WORKER_CHECK.score(pred, pred_mode, gt, pred_name, gt_path)
-    return ImageResult(image_id, problems, conf, pred_sha, gt_sha)
+        return ImageResult(image_id, problems, None, pred_sha, gt_sha), None, None
+    problems, conf = check.score(pred, pred_mode, gt, pred_name, gt_path)
+    return ImageResult(image_id, problems, conf, pred_sha, gt_sha), pred, gt
+
+
+def _score_task(task: tuple[str, str | bytes, str, str]) -> ImageResult:
+    """Worker body: :func:`read_and_score` without keeping the maps."""
+    assert _WORKER_CHECK is not None
+    return read_and_score(_WORKER_CHECK, task)[0]
 
 
 class SemsegAccumulator:
@@ -212,12 +222,6 @@ class SemsegEvaluation:
     confusion: np.ndarray = field(repr=False)
 
 
-def _tasks(sub: SemsegSubmission, gt: SemsegGroundTruth, ids: Iterable[str]) -> Iterator[tuple]:
-    for image_id in ids:
-        pred_src: str | bytes = str(sub.file_path(image_id)) if sub.is_directory else sub.read(image_id)
-        yield image_id, pred_src, sub.member_name(image_id), str(gt.label_path(image_id))
-
-
 def _imap(check: PairCheck, tasks: Iterator[tuple], workers: int) -> Iterator[ImageResult]:
     if workers <= 1:
         _init_worker(check)
@@ -226,6 +230,25 @@ def _imap(check: PairCheck, tasks: Iterator[tuple], workers: int) -> Iterator[Im
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
     with mp.get_context(method).Pool(workers, initializer=_init_worker, initargs=(check,)) as pool:
         yield from pool.imap(_score_task, tasks, chunksize=CHUNKSIZE)
+
+
+def match_ids(protocol: Protocol, sub: SemsegSubmission, gt_ids: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The ground-truth ids the submission has, and a problem line per missing, extra or foreign file."""
+    sub_ids = set(sub.ids())
+    problems = [f"{sub.path}: missing prediction for image {i!r} (expected {i}.png)"
+                for i in gt_ids if i not in sub_ids]
+    gt_set = set(gt_ids)
+    problems += [f"{sub.member_name(i)}: no image {i!r} in {protocol.id} ({protocol.split}); remove it or "
+                 f"check the file name" for i in sorted(sub_ids - gt_set)]
+    problems += [f"{sub.path}/{n}: not a .png; remove it" for n in sub.foreign_files]
+    return [i for i in gt_ids if i in sub_ids], problems
+
+
+def tasks_for(sub: SemsegSubmission, gt: SemsegGroundTruth, ids: Iterable[str]) -> Iterator[tuple]:
+    """``read_and_score`` tasks for ``ids``: archives are read here, directories by the worker."""
+    for image_id in ids:
+        pred_src: str | bytes = str(sub.file_path(image_id)) if sub.is_directory else sub.read(image_id)
+        yield image_id, pred_src, sub.member_name(image_id), str(gt.label_path(image_id))
 
 
 def default_workers() -> int:
@@ -249,18 +272,11 @@ def evaluate_semseg_submission(protocol: Protocol, predictions: Path | str, data
     gt_ids = gt.ids()
     sub = SemsegSubmission(predictions)
     try:
-        sub_ids = set(sub.ids())
-        problems = [f"{sub.path}: missing prediction for image {i!r} (expected {i}.png)"
-                    for i in gt_ids if i not in sub_ids]
-        gt_set = set(gt_ids)
-        problems += [f"{sub.member_name(i)}: no image {i!r} in {protocol.id} ({protocol.split}); remove it or "
-                     f"check the file name" for i in sorted(sub_ids - gt_set)]
-        problems += [f"{sub.path}/{n}: not a .png; remove it" for n in sub.foreign_files]
-        matched = [i for i in gt_ids if i in sub_ids]
+        matched, problems = match_ids(protocol, sub, gt_ids)
         acc = SemsegAccumulator(protocol, keep_per_image=keep_per_image or bootstrap > 0)
         check = PairCheck(protocol.num_classes, protocol.ignore_label)
         pred_digests, gt_digests = [], []
-        results = _imap(check, _tasks(sub, gt, matched), workers or default_workers())
+        results = _imap(check, tasks_for(sub, gt, matched), workers or default_workers())
         for r in tqdm(results, total=len(matched), desc=f"evaluate {protocol.id}", unit="img",
                       disable=not progress):
             problems.extend(r.problems)
