@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ovbench.errors import OvbenchError
-from ovbench.prepare import coco_ovd, lvis
+from ovbench.prepare import coco_ovd, lvis, vipseg
 from ovbench.prepare.base import FileSummary, InputFile, Preparer, PrepareReport
 
-PREPARERS: dict[str, Preparer] = {p.name: p for p in (coco_ovd.PREPARER, lvis.PREPARER)}
+PREPARERS: dict[str, Preparer] = {p.name: p for p in (coco_ovd.PREPARER, lvis.PREPARER, vipseg.PREPARER)}
 
 
 def prepare(name: str, root: Path | str, progress: bool = True) -> PrepareReport:

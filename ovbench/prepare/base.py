@@ -17,7 +17,8 @@ from ovbench.errors import ValidationError
 
 @dataclass(frozen=True)
 class InputFile:
-    """One official file a preparer reads: ``path`` relative to ``--root``, what it is, where to get it."""
+    """One official file (or folder, when ``path`` ends in ``/``) a preparer reads: ``path``
+    relative to ``--root``, what it is, where to get it."""
 
     path: str
     what: str
@@ -58,7 +59,8 @@ class Preparer:
     run: Callable[[Path, bool], PrepareReport]
 
     def missing_inputs(self, root: Path) -> list[InputFile]:
-        return [f for f in self.inputs if not (root / f.path).is_file()]
+        return [f for f in self.inputs
+                if not ((root / f.path).is_dir() if f.path.endswith("/") else (root / f.path).is_file())]
 
     def prepare(self, root: Path, progress: bool = True) -> PrepareReport:
         """Check every input, then run; raises one :class:`ValidationError` naming every missing input."""
