@@ -24,14 +24,10 @@ import numpy as np
 
 from ovbench.errors import OvbenchError
 from ovbench.evaluation.lvis_compat import numpy_aliases
-from ovbench.metrics.detection import BackendResult
+from ovbench.metrics.detection import COCO_STATS, LVIS_STATS, BackendResult
 
 BACKENDS = ("faster-coco-eval", "pycocotools", "lvis")
 REFERENCE = {"coco": "pycocotools", "lvis": "lvis"}
-#: Names of COCOeval's 12 summary numbers (maxDets = [1, 10, cap]); "AR@cap" is the third AR.
-COCO_STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR@1", "AR@10", "AR@cap", "ARs", "ARm", "ARl")
-#: Names of LVISEval's AP summary numbers.
-LVIS_STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf")
 
 
 def check_backend(backend: str, style: str) -> None:

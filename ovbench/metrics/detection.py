@@ -21,6 +21,10 @@ import numpy as np
 
 PARTITIONS = ("all", "base", "novel")
 IOU_METRICS = (("AP", None), ("AP50", 0.5), ("AP75", 0.75))
+#: Names of COCOeval's 12 summary numbers (maxDets = [1, 10, cap]); "AR@cap" is the third AR.
+COCO_STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR@1", "AR@10", "AR@cap", "ARs", "ARm", "ARl")
+#: Names of LVISEval's AP summary numbers.
+LVIS_STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf")
 
 
 @dataclass
@@ -28,7 +32,7 @@ class BackendResult:
     """One (IoU type, cap) evaluation.
 
     ``stats`` are the library's summary values on a 0-1 scale, -1 where undefined (keys: the
-    backend module's ``COCO_STATS`` or ``LVIS_STATS``); ``precision`` has shape ``(T, R, K, A)`` (IoU
+    this module's :data:`COCO_STATS` or :data:`LVIS_STATS`); ``precision`` has shape ``(T, R, K, A)`` (IoU
     thresholds, 101 recall points, categories in ``category_ids`` order, area ranges
     ``area_labels``) at the cap, -1 where a category has no ground truth.
 

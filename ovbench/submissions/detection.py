@@ -16,44 +16,26 @@ detections are kept and the truncation is reported.
 """
 from __future__ import annotations
 
-import gzip
-import hashlib
-import json
-import math
-import zlib
 from itertools import chain
-from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ovbench.errors import OvbenchError, ValidationError
+from ovbench.errors import ValidationError
+from ovbench.submissions.json_list import load_json_list
+from ovbench.submissions.problems import EXAMPLES, Problems, is_int, is_number
 from ovbench.submissions.rle import rle_run_totals
 
 #: How many offending entries or images each problem line names.
-EXAMPLES = 5
 FIX = ("write a COCO results list: one {image_id, category_id, bbox [x, y, w, h], score in [0, 1]"
        "[, segmentation RLE]} per detection, ids as in the protocol's annotation file")
 
 
 def load_detections(path: Path | str) -> tuple[list[Any], str]:
-    """The JSON list in ``path`` (``.gz`` is read through gzip) and the file's SHA-256."""
-    path = Path(path)
-    if not path.is_file():
-        raise OvbenchError(f"{path}: predictions file not found; pass a COCO results .json or .json.gz")
-    data = path.read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
-    try:
-        if data[:2] == b"\x1f\x8b":
-            data = gzip.decompress(data)
-        entries = json.loads(data)
-    except (OSError, EOFError, zlib.error, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise OvbenchError(f"{path}: not a readable JSON (or gzipped JSON) file ({e}); {FIX}") from e
-    if not isinstance(entries, list):
-        raise OvbenchError(f"{path}: top level is {type(entries).__name__}, not a list; {FIX}")
-    return entries, digest
+    """The COCO results list in ``path`` (plain or gzipped JSON) and the file's SHA-256."""
+    return load_json_list(path, "a COCO results .json or .json.gz", FIX)
 
 
 @dataclass
@@ -78,35 +60,8 @@ class CheckedDetections:
     max_per_image: int
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v: Any) -> bool:
-    try:
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-    except OverflowError:          # a JSON integer beyond float range
-        return False
-
-
-class _Problems:
-    """Problems grouped by kind, each with a count and the first few examples."""
-
-    def __init__(self) -> None:
-        self._examples: dict[str, list[str]] = defaultdict(list)
-        self._counts: Counter = Counter()
-
-    def add(self, kind: str, example: str, count: int = 1) -> None:
-        self._counts[kind] += count
-        if len(self._examples[kind]) < EXAMPLES:
-            self._examples[kind].append(example)
-
-    def lines(self) -> list[str]:
-        return [f"{self._counts[k]} {k} (e.g. {'; '.join(self._examples[k])})" for k in self._counts]
-
-
 def _entry_problems(i: int, e: Any, images: Mapping[int, tuple[int, int]], categories: set[int],
-                    problems: _Problems) -> bool:
+                    problems: Problems) -> bool:
     """Record what is wrong with entry ``i``; True when it is well formed."""
     if not isinstance(e, dict):
         problems.add("entries are not objects", f"entry {i} is {type(e).__name__}")
@@ -117,18 +72,18 @@ def _entry_problems(i: int, e: Any, images: Mapping[int, tuple[int, int]], categ
         problems.add("entries lack required keys", f"entry {i} has no {', '.join(missing)}")
         return False
     image_id, category_id, bbox, score = e["image_id"], e["category_id"], e["bbox"], e["score"]
-    if not _is_int(image_id) or image_id not in images:
+    if not is_int(image_id) or image_id not in images:
         problems.add("entries have an image_id that is not in the protocol's annotation file",
                      f"entry {i}: {image_id!r}")
         ok = False
-    if not _is_int(category_id) or category_id not in categories:
+    if not is_int(category_id) or category_id not in categories:
         problems.add("entries have a category_id that is not one of the protocol's classes",
                      f"entry {i}: {category_id!r}")
         ok = False
-    if not _is_number(score) or not 0.0 <= score <= 1.0:
+    if not is_number(score) or not 0.0 <= score <= 1.0:
         problems.add("entries have a non-finite score or one outside [0, 1]", f"entry {i}: {score!r}")
         ok = False
-    if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
+    if not (isinstance(bbox, list) and len(bbox) == 4 and all(is_number(v) for v in bbox)):
         problems.add("entries have a bbox that is not 4 finite numbers [x, y, w, h]", f"entry {i}: {bbox!r}")
         ok = False
     elif bbox[2] <= 0 or bbox[3] <= 0:
@@ -139,7 +94,7 @@ def _entry_problems(i: int, e: Any, images: Mapping[int, tuple[int, int]], categ
 
 
 def _mask_problems(indexed: Sequence[tuple[int, dict[str, Any]]], images: Mapping[int, tuple[int, int]],
-                   problems: _Problems) -> None:
+                   problems: Problems) -> None:
     """Check the ``segmentation`` RLE of every ``(entry index, well-formed entry)`` (all carry one)."""
     strings, expected, where = [], [], []
     for i, e in indexed:
@@ -153,7 +108,7 @@ def _mask_problems(indexed: Sequence[tuple[int, dict[str, Any]]], images: Mappin
                          "pycocotools.mask.encode and decode counts to ASCII)", f"entry {i}")
             continue
         size = seg["size"]
-        if not (isinstance(size, list) and len(size) == 2 and all(_is_int(v) for v in size)):
+        if not (isinstance(size, list) and len(size) == 2 and all(is_int(v) for v in size)):
             problems.add("masks have a size that is not [height, width] as two integers", f"entry {i}: {size!r}")
             continue
         if size != [h, w]:
@@ -237,7 +192,7 @@ def check_detections(entries: Sequence[Any], images: Mapping[int, tuple[int, int
     ``images`` maps image id to ``(height, width)``; ``cap`` is the protocol's largest per-image
     detection count. Raises :class:`ValidationError` listing every problem.
     """
-    problems = _Problems()
+    problems = Problems()
     if not entries:
         raise ValidationError(str(source), ["the list is empty: there is nothing to score"], FIX)
     if _all_well_formed(entries, images, categories):

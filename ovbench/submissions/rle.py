@@ -10,9 +10,10 @@ of bounds), so submissions are checked here first, for all masks at once with Nu
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
+from pycocotools import mask as mask_utils
 
 _OFFSET = 48
 _MORE = 0x20
@@ -21,7 +22,7 @@ _PAYLOAD = 0x1F
 _MAX_GROUP = 11
 
 
-def rle_run_totals(counts: Sequence[str], chunk: int = 20000) -> tuple[np.ndarray, np.ndarray]:
+def rle_run_totals(counts: Sequence[str], chunk: int = 5000) -> tuple[np.ndarray, np.ndarray]:
     """Decode every string's runs; return ``(total pixels, all runs non-negative)`` per string.
 
     Strings with characters outside ``'0'..'o'`` (48..111) or ending in the middle of a number
@@ -95,3 +96,14 @@ def _undo_delta(values: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
         offset = np.repeat(c[group_start] - v[group_start], np.diff(np.r_[np.flatnonzero(group_start), v.size]))
         runs[chain] = c - offset
     return runs
+
+
+#: pycocotools 2.0.11's ``mask.area`` sizes a scratch array as uint8 and, under NumPy 2, raises
+#: OverflowError for more than 255 masks per call; :func:`rle_areas` calls it this many at a time.
+AREA_CHUNK = 255
+
+
+def rle_areas(masks: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    """Pixel count of each compressed RLE dict, shape ``(len(masks),)`` uint32."""
+    parts = [mask_utils.area(list(masks[i:i + AREA_CHUNK])) for i in range(0, len(masks), AREA_CHUNK)]
+    return np.concatenate(parts) if parts else np.zeros(0, np.uint32)
