@@ -1,7 +1,8 @@
 """``ovbench evaluate``: score a submission, print the metrics, optionally record them.
 
 Semantic segmentation takes a folder/zip/tar of label PNGs (``<video>/<frame>.png`` for video
-semseg); detection a COCO results JSON (``.json`` or ``.json.gz``). The protocol's task decides.
+semseg); detection a COCO results JSON, video instances a YouTube-VIS results JSON (``.json`` or
+``.json.gz``). The protocol's task decides.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from ovbench.errors import OvbenchError
 from ovbench.evaluation.detection import DEFAULT_BACKEND, evaluate_detection_submission
 from ovbench.evaluation.detection_backends import BACKENDS
 from ovbench.evaluation.semseg import default_workers, evaluate_semseg_submission
+from ovbench.evaluation.video_instance import evaluate_video_instance_submission
 from ovbench.evaluation.video_semseg import evaluate_video_semseg_submission
 from ovbench.protocols import get_protocol
 from ovbench.records.result import reproduced_record, save_per_image, write_record_with_per_image
@@ -26,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="score predictions on a protocol")
     p.add_argument("--protocol", required=True, help="protocol id (see `ovbench list`)")
     p.add_argument("--predictions", required=True, type=Path,
-                   help="semseg: directory, .zip or .tar of <image_id>.png; detection: COCO results .json[.gz]")
+                   help="semseg: directory, .zip or .tar of <image_id>.png (<video>/<frame>.png for video); "
+                        "detection: COCO results .json[.gz]; video-instance: YouTube-VIS results .json[.gz]")
     p.add_argument("--data-root", required=True, type=Path, help="folder holding the protocol's ground truth")
     p.add_argument("--method", help="method name for the record (default: the predictions' name)")
     p.add_argument("--out", type=Path, help="also write the printed JSON here, with per-image statistics beside it")
@@ -41,8 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND,
                    help="detection: AP library (default faster-coco-eval; pycocotools / lvis are the references)")
     p.add_argument("--truncate", action="store_true",
-                   help="detection: keep each image's top-scoring detections up to the protocol's cap instead "
-                        "of rejecting the submission (recorded)")
+                   help="detection / video-instance: keep each image's (video's) top-scoring detections (tracks) up "
+                        "to the protocol's cap instead of rejecting the submission (recorded)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
 
@@ -68,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
         return _run_detection(args, protocol, method, config)
     if protocol.task == "video-semseg":
         return _run_video_semseg(args, protocol, method, config)
+    if protocol.task == "video-instance":
+        return _run_video_instance(args, protocol, method, config)
     if protocol.task != "semseg":
         raise OvbenchError(f"protocol {protocol.id}: evaluating {protocol.task} protocols is not available yet")
     result = evaluate_semseg_submission(protocol, args.predictions, args.data_root, workers=args.workers,
@@ -135,3 +140,14 @@ def _run_video_semseg(args: argparse.Namespace, protocol, method: str, config: d
               "ground_truth_sha256": result.ground_truth_sha256, "num_videos": len(result.videos),
               "num_frames": result.num_frames}
     return _emit(args, protocol, method, config, result.metrics, inputs)
+
+
+def _run_video_instance(args: argparse.Namespace, protocol, method: str, config: dict[str, Any]) -> int:
+    _semseg_only_options(args)
+    result = evaluate_video_instance_submission(protocol, args.predictions, args.data_root, truncate=args.truncate,
+                                                workers=args.workers, progress=not args.no_progress)
+    inputs = {"predictions": str(args.predictions), "predictions_sha256": result.predictions_sha256,
+              "ground_truth_sha256": result.ground_truth_sha256, "num_videos": result.num_videos,
+              "num_tracks": result.num_tracks}
+    return _emit(args, protocol, method, config, result.metrics, inputs,
+                 {"truncation": result.truncation.to_dict()})
