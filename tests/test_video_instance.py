@@ -120,6 +120,10 @@ def test_cli_records_the_synthetic_protocol(tmp_path, capsys):
     assert rc == 0 and out["metrics"]["AP_all"] == pytest.approx(100.0) and out["metrics"]["J&F"] == 100.0
     record = json.loads(next((tmp_path / "lb" / "results" / "synth-ov-video-instance").glob("*.json")).read_text())
     assert record["evaluation"]["truncation"]["dropped"] == 0
+    assert main(["leaderboard", "--root", str(tmp_path / "lb")]) == 0
+    header = next(line for line in (tmp_path / "lb" / "tables" / "synth-ov-video-instance.md").read_text().splitlines()
+                  if line.startswith("| method"))
+    assert "AP novel" in header and "J&F_novel" in header
     (tmp_path / "preds.json").write_text(json.dumps(preds[:1] + [dict(preds[0], score=2.0)]))
     assert main(["evaluate", "--protocol", "synth-ov-video-instance", "--predictions", str(tmp_path / "preds.json"),
                  "--data-root", str(tmp_path / "world"), "--no-progress"]) == 2

@@ -157,3 +157,7 @@ def test_cli_scores_the_synthetic_video_protocol(tmp_path, capsys):
     assert out["metrics"]["num_windows16"] == 2 * (18 - 16)
     record = json.loads(next((tmp_path / "lb" / "results" / "synth-ov-video").glob("*.json")).read_text())
     assert record["task"] == "video-semseg" and record["inputs"]["num_frames"] == 36
+    assert main(["leaderboard", "--root", str(tmp_path / "lb")]) == 0
+    table = (tmp_path / "lb" / "tables" / "synth-ov-video.md").read_text()
+    header = next(line for line in table.splitlines() if line.startswith("| method"))
+    assert "mVC16" in header and "mVCc8" in header and "| pred |" in table

@@ -103,6 +103,36 @@ TASK_VIEWS: dict[str, TaskView] = {
         primary_label="mask APr @300",
         note=DETECTION_NOTE,
     ),
+    "video-semseg": TaskView(
+        columns=(
+            Column("mIoU", ("mIoU",)),
+            Column("mIoU_base", ("mIoU_base",)),
+            Column("mIoU_novel", ("mIoU_novel",)),
+            Column("hIoU", ("hIoU",)),
+            *(Column(f"{name}{n}", (f"{name}{n}",)) for n in (8, 16) for name in ("mVC", "mVCc")),
+            *(Column(f"mVCc{n}_novel", (f"mVCc{n}_novel",), optional=True) for n in (8, 16)),
+        ),
+        primary=("mIoU",),
+        primary_label="mIoU",
+        base_novel=(("mIoU_base",), ("mIoU_novel",)),
+        base_novel_labels=("mIoU base", "mIoU novel"),
+        note=("mIoU is per frame over all frames; mVC_n is VSPW's video consistency over windows of n frames "
+              "(a constant output scores 100), mVCc_n the correctness-aware variant."),
+    ),
+    "video-instance": TaskView(
+        columns=(
+            *(Column(f"AP {split}", (f"AP_{split}",)) for split in ("all", "base", "novel")),
+            Column("AP50 all", ("AP50_all",)),
+            *(Column(f"J&F{suffix}", (f"J&F{suffix}",)) for suffix in ("", "_base", "_novel")),
+        ),
+        primary=("AP_all",),
+        primary_label="video AP",
+        base_novel=(("AP_base",), ("AP_novel",)),
+        base_novel_labels=("video AP base", "video AP novel"),
+        note=("Video AP: YouTube-VIS spatio-temporal IoU, up to 100 tracks per video; base / novel averaged over "
+              "that partition's classes only. J&F: class-agnostic, the 20 best tracks per video matched to the "
+              "ground truth (DAVIS unsupervised)."),
+    ),
 }
 
 
