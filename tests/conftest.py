@@ -7,6 +7,7 @@ from typing import Sequence
 import numpy as np
 import pytest
 from PIL import Image
+from pycocotools import mask as mask_utils
 
 from ovbench.protocols.schema import Protocol, protocol_from_dict
 
@@ -38,3 +39,29 @@ def write_pairs(root: Path, pred_dir: Path, gts: dict[str, np.ndarray], preds: d
 @pytest.fixture
 def toy_protocol() -> Protocol:
     return make_protocol(3, novel=(2,))
+
+
+def rect_mask(x: int, y: int, w: int, h: int, shape: tuple[int, int] = (30, 40)) -> np.ndarray:
+    """A uint8 mask of ``shape`` (height, width) with the rectangle x, y, w, h set."""
+    m = np.zeros(shape, dtype=np.uint8)
+    m[y:y + h, x:x + w] = 1
+    return m
+
+
+def encode(mask: np.ndarray) -> str:
+    """The COCO compressed RLE string of ``mask``."""
+    return mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))["counts"].decode("ascii")
+
+
+def encode_runs(runs: list[int]) -> str:
+    """COCO's compressed-string writer (pycocotools rleToString), for any integers."""
+    out = []
+    for i, run in enumerate(runs):
+        x = run - (runs[i - 2] if i > 2 else 0)
+        more = True
+        while more:
+            c = x & 0x1F
+            x >>= 5
+            more = x != -1 if c & 0x10 else x != 0
+            out.append(chr(48 + (c | (0x20 if more else 0))))
+    return "".join(out)

@@ -9,7 +9,8 @@ import pytest
 from pycocotools import mask as mask_utils
 
 from ovbench.data.detection import DetectionGroundTruth
-from ovbench.evaluation.detection import evaluate_detection_submission, score_detections
+from ovbench.evaluation.detection import (evaluate_detection_submission, instances_to_coco_results,
+                                          score_detections)
 from ovbench.evaluation.detection_backends import COCO_STATS, LVIS_STATS, evaluate_coco, evaluate_lvis
 from ovbench.protocols.schema import protocol_from_dict
 from ovbench.submissions.detection import check_detections
@@ -263,3 +264,16 @@ def test_numpy_aliases_exist_only_inside_the_adapter():
     with numpy_aliases():
         assert np.float is float
     assert "float" not in np.__dict__
+
+
+def test_instances_to_coco_results_xyxy_to_xywh_is_exact():
+    rng = np.random.default_rng(6)
+    corners = np.sort(rng.uniform(1, 640, (200, 2, 2)).astype(np.float32), axis=1)  # x0 < x1, y0 < y1
+    boxes = np.stack([corners[:, 0, 0], corners[:, 0, 1], corners[:, 1, 0], corners[:, 1, 1]], axis=1)
+    results = instances_to_coco_results(np.int64(5), boxes, np.full(200, 0.5, np.float32), np.full(200, 9))
+    assert [r["image_id"] for r in results] == [5] * 200 and all(type(r["image_id"]) is int for r in results)
+    for (x0, y0, x1, y1), r in zip(boxes.astype(np.float64), results):
+        x, y, w, h = r["bbox"]
+        assert (x, y) == (x0, y0) and (x + w, y + h) == (x1, y1) and w == x1 - x0 and h == y1 - y0
+    simple = instances_to_coco_results(1, [[1.5, 2.25, 10.75, 20.5]], [0.75], [14])
+    assert simple == [{"image_id": 1, "category_id": 14, "bbox": [1.5, 2.25, 9.25, 18.25], "score": 0.75}]
