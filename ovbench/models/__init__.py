@@ -1,0 +1,1 @@
+"""Models: the parts methods and baselines compose (CLIP wrapper, prompt templates, ...)."""

@@ -1,0 +1,161 @@
+"""CLIP over open_clip, offline: any open_clip architecture, random or from a local checkpoint file.
+
+:class:`Clip` never downloads: ``pretrained`` is ``None`` (random weights, seeded) or the path of
+a local checkpoint that open_clip loads; architectures whose text tower comes from Hugging Face
+are refused. It gives
+
+- text embeddings of class names under prompt templates (:mod:`ovbench.models.prompts`),
+  L2-normalised and cached by (architecture, checkpoint digest, template, name), in memory and
+  optionally on disk;
+- the visual trunk's multi-scale features: ResNets' res2-res5 maps, ViTs' intermediate tokens as
+  ``(B, C, H/patch, W/patch)`` maps;
+- image embeddings, L2-normalised.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ovbench.errors import OvbenchError
+
+#: The features a ResNet trunk exposes (open_clip ModifiedResNet blocks 1-4 after the stem).
+RESNET_LEVELS = ("res2", "res3", "res4", "res5")
+#: ovbench's own small architectures (``tiny-vit``, ``tiny-rn``: 64 px, 64-d), registered with open_clip.
+CONFIG_DIR = Path(__file__).with_name("configs")
+
+
+def register_configs() -> None:
+    """Make the architectures in :data:`CONFIG_DIR` known to open_clip (idempotent)."""
+    import open_clip
+    if not all(p.stem in open_clip.list_models() for p in CONFIG_DIR.glob("*.json")):
+        open_clip.add_model_config(CONFIG_DIR)
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 (hex, first 16 chars) of a checkpoint file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+class Clip:
+    """An open_clip model with cached text embeddings and trunk features.
+
+    ``name`` is an open_clip architecture (``"RN50"``, ``"ViT-B-16"``, …, or one of ovbench's
+    :data:`CONFIG_DIR` configs such as ``"tiny-vit"``); ``pretrained`` a local checkpoint path or ``None`` for
+    random weights drawn with ``seed``; ``cache_dir`` keeps text embeddings across runs.
+    """
+
+    def __init__(self, name: str, pretrained: Path | str | None = None, device: str | torch.device = "cpu",
+                 cache_dir: Path | str | None = None, seed: int = 0) -> None:
+        import open_clip
+        register_configs()
+        if name not in open_clip.list_models():
+            raise OvbenchError(f"unknown open_clip architecture {name!r}; `open_clip.list_models()` lists them")
+        text_cfg = open_clip.get_model_config(name).get("text_cfg", {})
+        if text_cfg.get("hf_model_name") or text_cfg.get("hf_tokenizer_name"):
+            raise OvbenchError(f"{name}: its text tower or tokenizer comes from Hugging Face and would be "
+                               f"downloaded; ovbench runs offline, pick a CLIP architecture with the built-in tokenizer")
+        if pretrained is not None:
+            path = Path(pretrained)
+            if not path.is_file():
+                raise OvbenchError(f"{path}: CLIP checkpoint not found; pass the path of a local open_clip / "
+                                   f"OpenAI checkpoint file (ovbench never downloads weights)")
+            self.digest = file_digest(path)
+            weights: str | None = str(path)
+        else:
+            self.digest = f"random-seed{seed}"
+            weights = None
+        torch.manual_seed(seed)
+        self.name = name
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)        # open_clip warns that random weights are random
+        try:
+            self.model = open_clip.create_model(name, pretrained=weights, device=device, pretrained_text=False)
+        finally:
+            root.setLevel(level)
+        self.model.eval()
+        self.tokenizer = open_clip.get_tokenizer(name)
+        self.device = torch.device(device)
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self._memory: dict[str, np.ndarray] = {}
+
+    @property
+    def embed_dim(self) -> int:
+        """Width of the joint image-text space."""
+        return int(self.model.text_projection.shape[-1] if isinstance(self.model.text_projection, torch.Tensor)
+                   else self.model.text_projection.out_features)
+
+    def _key(self, template: str, name: str) -> str:
+        raw = json.dumps([self.name, self.digest, template, name], ensure_ascii=True)
+        return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+    @torch.no_grad()
+    def encode_text(self, names: Sequence[str], template: str = "a photo of a {}.") -> torch.Tensor:
+        """Normalised embeddings of ``template.format(name)`` for each name, shape ``(N, D)`` float32."""
+        if "{}" not in template:
+            raise OvbenchError(f"prompt template {template!r} has no '{{}}' for the class name")
+        keys = [self._key(template, n) for n in names]
+        missing = [(k, n) for k, n in zip(keys, names) if self._lookup(k) is None]
+        if missing:
+            tokens = self.tokenizer([template.format(n) for _, n in missing]).to(self.device)
+            emb = self.model.encode_text(tokens).float()
+            emb = torch.nn.functional.normalize(emb, dim=-1).cpu().numpy()
+            for (k, _), e in zip(missing, emb):
+                self._store(k, e)
+        return torch.from_numpy(np.stack([self._lookup(k) for k in keys]))
+
+    def _lookup(self, key: str) -> np.ndarray | None:
+        if key in self._memory:
+            return self._memory[key]
+        if self.cache_dir is not None and (self.cache_dir / f"{key}.npy").is_file():
+            self._memory[key] = np.load(self.cache_dir / f"{key}.npy")
+            return self._memory[key]
+        return None
+
+    def _store(self, key: str, emb: np.ndarray) -> None:
+        self._memory[key] = emb.astype(np.float32)
+        if self.cache_dir is not None:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            tmp = self.cache_dir / f".{key}.tmp.npy"
+            np.save(tmp, self._memory[key])
+            tmp.replace(self.cache_dir / f"{key}.npy")
+
+    def name_embeddings(self, names: Sequence[str], templates: Sequence[str]) -> torch.Tensor:
+        """Each name's embedding averaged over ``templates`` and re-normalised, ``(N, D)``."""
+        stacked = torch.stack([self.encode_text(names, t) for t in templates]).mean(dim=0)
+        return torch.nn.functional.normalize(stacked, dim=-1)
+
+    @torch.no_grad()
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        """Normalised image embeddings of ``images`` ``(B, 3, H, W)`` (CLIP-normalised), ``(B, D)``."""
+        return torch.nn.functional.normalize(self.model.encode_image(images.to(self.device)).float(), dim=-1)
+
+    def trunk_features(self, images: torch.Tensor, layers: Sequence[int] | None = None) -> dict[str, torch.Tensor]:
+        """Multi-scale maps of the visual trunk for ``images`` ``(B, 3, H, W)``.
+
+        ResNets: ``res2`` … ``res5`` at strides 4, 8, 16, 32. ViTs: ``layer{i}`` for each index
+        in ``layers`` (default: the last four blocks), ``(B, width, H/patch, W/patch)``.
+        Gradients flow (the caller decides whether the trunk is frozen).
+        """
+        visual = self.model.visual
+        if self.is_resnet:
+            out = visual.forward_intermediates(images, indices=[1, 2, 3, 4], intermediates_only=True)
+            return dict(zip(RESNET_LEVELS, out["image_intermediates"]))
+        depth = len(visual.transformer.resblocks)
+        take = list(layers) if layers is not None else list(range(depth - 4, depth))
+        out = visual.forward_intermediates(images, indices=take, intermediates_only=True)
+        return {f"layer{i}": x for i, x in zip(take, out["image_intermediates"])}
+
+    @property
+    def is_resnet(self) -> bool:
+        return hasattr(self.model.visual, "attnpool")
