@@ -1,0 +1,60 @@
+"""AdamW with decay-free norms/biases, and the per-iteration LR schedule (linear warmup × poly/cosine/step)."""
+from __future__ import annotations
+
+import bisect
+import math
+
+import torch
+from torch import nn
+
+from ovbench.engine.config import TrainConfig
+
+
+def _is_norm(module: nn.Module) -> bool:
+    """Normalisation layers, recognised by class name: every torch one (BatchNorm*, SyncBatchNorm,
+    GroupNorm, LayerNorm, InstanceNorm*, RMSNorm, LocalResponseNorm) and custom ones such as LayerNorm2d."""
+    return "norm" in type(module).__name__.lower()
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters of ``model``, in two groups.
+
+    Group 0 gets ``cfg.weight_decay``; group 1 gets none and holds every parameter of a
+    normalisation layer (see :func:`_is_norm`) and every parameter named ``bias`` — decaying
+    scales and offsets only fights the normalisation, as in detectron2/Mask2Former.
+    A parameter shared by several modules is put in one group only.
+    """
+    seen: set[int] = set()
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    for module in model.modules():
+        for name, param in module.named_parameters(recurse=False):
+            if not param.requires_grad or id(param) in seen:
+                continue
+            seen.add(id(param))
+            (no_decay if _is_norm(module) or name == "bias" else decay).append(param)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
+
+
+def lr_factor(iteration: int, cfg: TrainConfig) -> float:
+    """Multiplier of ``cfg.lr`` for the optimizer step taken at 0-based ``iteration``."""
+    if iteration < cfg.warmup_iterations:
+        alpha = iteration / cfg.warmup_iterations
+        warmup = cfg.warmup_factor * (1 - alpha) + alpha
+    else:
+        warmup = 1.0
+    progress = min(iteration / cfg.iterations, 1.0)
+    if cfg.schedule == "poly":
+        main = (1 - progress) ** cfg.poly_power
+    elif cfg.schedule == "cosine":
+        main = 0.5 * (1 + math.cos(math.pi * progress))
+    else:
+        main = cfg.gamma ** bisect.bisect_right(cfg.milestones, iteration)
+    return warmup * main
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    """LambdaLR stepped once per iteration: lr of step ``it`` = base lr × :func:`lr_factor` (it, cfg)."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, cfg))
