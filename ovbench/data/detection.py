@@ -7,12 +7,11 @@ different vocabulary than the one its record names.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ovbench.data.annotation_json import read_annotation_json
 from ovbench.errors import OvbenchError, ValidationError
 from ovbench.protocols.schema import Protocol
 
@@ -46,21 +45,14 @@ class DetectionGroundTruth:
     @classmethod
     def load(cls, protocol: Protocol, data_root: Path | str) -> "DetectionGroundTruth":
         path = Path(data_root) / protocol.layout.labels
-        if not path.is_file():
-            raise OvbenchError(f"{path}: annotation file of {protocol.id} not found; {preparation_hint(protocol)}")
-        raw = path.read_bytes()
-        try:
-            dataset = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise OvbenchError(f"{path}: corrupt annotation JSON ({e}); {preparation_hint(protocol)} again") from e
-        if not isinstance(dataset, dict) or not all(k in dataset for k in ("images", "annotations", "categories")):
-            raise OvbenchError(f"{path}: not a COCO-format annotation file (needs images, annotations, "
-                               f"categories); {preparation_hint(protocol)}")
+        dataset, digest = read_annotation_json(path, ("images", "annotations", "categories"),
+                                               "annotation", "COCO-format annotation", protocol.id,
+                                               preparation_hint(protocol))
         check_categories(protocol, dataset["categories"], path)
         if protocol.evaluation.get("style") == "lvis":
             _check_federated_fields(dataset["images"], path)
         images = {int(im["id"]): (int(im["height"]), int(im["width"])) for im in dataset["images"]}
-        return cls(protocol=protocol, path=path, dataset=dataset, sha256=hashlib.sha256(raw).hexdigest(),
+        return cls(protocol=protocol, path=path, dataset=dataset, sha256=digest,
                    images=images)
 
     @property

@@ -7,12 +7,11 @@ protocol's classes.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ovbench.data.annotation_json import read_annotation_json
 from ovbench.data.detection import check_categories
 from ovbench.errors import OvbenchError
 from ovbench.protocols.schema import Protocol
@@ -42,16 +41,9 @@ class VideoInstanceGroundTruth:
     @classmethod
     def load(cls, protocol: Protocol, data_root: Path | str) -> "VideoInstanceGroundTruth":
         path = Path(data_root) / protocol.layout.labels
-        if not path.is_file():
-            raise OvbenchError(f"{path}: track file of {protocol.id} not found; {preparation_hint(protocol)}")
-        raw = path.read_bytes()
-        try:
-            dataset = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise OvbenchError(f"{path}: corrupt track JSON ({e}); {preparation_hint(protocol)} again") from e
-        if not isinstance(dataset, dict) or not all(k in dataset for k in ("videos", "annotations", "categories")):
-            raise OvbenchError(f"{path}: not a YouTube-VIS-format file (needs videos, annotations, categories); "
-                               f"{preparation_hint(protocol)}")
+        dataset, digest = read_annotation_json(path, ("videos", "annotations", "categories"),
+                                               "track", "YouTube-VIS-format", protocol.id,
+                                               preparation_hint(protocol))
         check_categories(protocol, dataset["categories"], path)
         try:
             videos = {int(v["id"]): (int(v["length"]), int(v["height"]), int(v["width"])) for v in dataset["videos"]}
@@ -63,7 +55,7 @@ class VideoInstanceGroundTruth:
                 tracks[ann["video_id"]].append(ann)
         except (KeyError, TypeError, ValueError) as e:
             raise OvbenchError(f"{path}: malformed track file ({e!r}); {preparation_hint(protocol)} again") from e
-        return cls(protocol=protocol, path=path, dataset=dataset, sha256=hashlib.sha256(raw).hexdigest(),
+        return cls(protocol=protocol, path=path, dataset=dataset, sha256=digest,
                    videos=videos, tracks=tracks)
 
     @property

@@ -1,6 +1,6 @@
 """The one compatibility adapter for the official LVIS API (``lvis`` 0.5.3) under NumPy 2.
 
-``lvis.eval.LVISEval.accumulate`` casts with ``np.float``, an alias NumPy 1.24 removed, so with
+``lvis.eval.LVISEval.accumulate`` casts with NumPy's ``float`` alias, which NumPy 1.24 removed, so with
 NumPy 2 it raises ``AttributeError`` (lvis-api issue #37, unfixed in the last release). The
 reference LVIS backend runs the API's calls inside :func:`numpy_aliases`, which puts the removed
 aliases back on the ``numpy`` module for the duration of the call and takes them away again
