@@ -1,4 +1,4 @@
-"""Reading a protocol's ground-truth JSON (COCO, LVIS or YouTube-VIS layout) with errors that name the file and the fix."""
+"""Reading a protocol's ground-truth JSON (COCO, LVIS or YouTube-VIS) with errors naming the file and the fix."""
 from __future__ import annotations
 
 import hashlib
