@@ -14,7 +14,8 @@ from ovbench.errors import OvbenchError
 from ovbench.models.clip import Clip
 from ovbench.protocols import get_protocol
 from ovbench.synth import WorldSizes, generate_world
-from ovbench.synth.pretrain_clip import (PretrainConfig, load_caption_pairs, pretrain_tiny_clip, to_clip_input,
+from ovbench.models.clip import to_clip_input
+from ovbench.synth.pretrain_clip import (PretrainConfig, load_caption_pairs, pretrain_tiny_clip,
                                          train_clip, val_crops, zero_shot_accuracy)
 
 TINY = WorldSizes(train_images=0, val_images=2, image_size=64, train_videos=0, val_videos=0,

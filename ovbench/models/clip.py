@@ -28,6 +28,17 @@ from ovbench.errors import OvbenchError
 RESNET_LEVELS = ("res2", "res3", "res4", "res5")
 #: ovbench's own small architectures (``tiny-vit``, ``tiny-rn``: 64 px, 64-d), registered with open_clip.
 CONFIG_DIR = Path(__file__).with_name("configs")
+#: CLIP's image normalisation (open_clip's OPENAI_DATASET_MEAN / STD), RGB in [0, 1].
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def to_clip_input(images: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 ``(B, H, W, 3)`` → CLIP-normalised float32 ``(B, 3, H, W)``."""
+    x = torch.as_tensor(images).permute(0, 3, 1, 2).float().div_(255.0)
+    mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+    return (x - mean) / std
 
 
 def register_configs() -> None:

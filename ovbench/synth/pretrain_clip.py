@@ -29,11 +29,9 @@ from PIL import Image
 from tqdm import tqdm
 
 from ovbench.errors import OvbenchError
+from ovbench.models.clip import to_clip_input
 
 PROTOCOL_ID = "synth-ov"
-#: CLIP's image normalisation (open_clip's OPENAI_DATASET_MEAN / STD).
-MEAN = (0.48145466, 0.4578275, 0.40821073)
-STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 @dataclass
@@ -83,14 +81,6 @@ def load_caption_pairs(world_dir: Path | str) -> tuple[np.ndarray, list[str]]:
         raise OvbenchError(f"{path}: {len(rows)} caption pair(s); contrastive pre-training needs at least 2")
     images = np.stack([np.asarray(Image.open(world_dir / r["image"]).convert("RGB")) for r in rows])
     return images, [r["caption"] for r in rows]
-
-
-def to_clip_input(images: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """uint8 ``(B, H, W, 3)`` → CLIP-normalised float ``(B, 3, H, W)``."""
-    x = torch.as_tensor(images).permute(0, 3, 1, 2).float().div_(255.0)
-    mean = torch.tensor(MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(STD).view(1, 3, 1, 1)
-    return (x - mean) / std
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:

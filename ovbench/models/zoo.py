@@ -1,0 +1,76 @@
+"""The model zoo: a registry from a model config's ``kind`` to the function that builds it.
+
+A model config is a mapping with a ``kind`` (``segmenter``, ``two-stage``, ``maskclip``, …) and the
+kind's own keys. Builders live with the models (``baselines/``, ``methods/``) and register
+themselves on import with :func:`register_model`; :func:`build_model` imports those packages first.
+CLIP weights named ``builtin:NAME`` resolve to the checkpoints shipped in ``ovbench/models/weights``.
+"""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from ovbench.errors import OvbenchError
+from ovbench.models.api import SemanticSegmenter
+from ovbench.models.clip import Clip
+
+WEIGHTS_DIR = Path(__file__).with_name("weights")
+#: Packages whose import registers model builders.
+MODEL_PACKAGES = ("baselines", "methods")
+
+Builder = Callable[[Mapping[str, Any], Path], SemanticSegmenter]
+_BUILDERS: dict[str, Builder] = {}
+
+
+def register_model(kind: str) -> Callable[[Builder], Builder]:
+    """Decorator: ``builder(config, base_dir) -> SemanticSegmenter`` handles configs of ``kind``;
+    relative paths in the config are relative to ``base_dir``."""
+    def wrap(builder: Builder) -> Builder:
+        _BUILDERS[kind] = builder
+        return builder
+    return wrap
+
+
+def model_kinds() -> list[str]:
+    """Every registered kind, after importing the model packages."""
+    _import_model_packages()
+    return sorted(_BUILDERS)
+
+
+def _import_model_packages() -> None:
+    for package in MODEL_PACKAGES:
+        importlib.import_module(package)
+
+
+def build_model(config: Mapping[str, Any], base_dir: Path | str = ".") -> SemanticSegmenter:
+    """The model ``config`` describes (see the module docstring)."""
+    _import_model_packages()
+    kind = config.get("kind")
+    if kind not in _BUILDERS:
+        raise OvbenchError(f"unknown model kind {kind!r}; known: {', '.join(sorted(_BUILDERS))}")
+    return _BUILDERS[kind](config, Path(base_dir))
+
+
+def resolve_weights(spec: str | None, base_dir: Path | str = ".") -> Path | None:
+    """``None`` -> None (random weights); ``builtin:NAME`` -> the shipped ``weights/NAME.pt``;
+    anything else -> a path, relative to ``base_dir`` unless absolute."""
+    if spec is None:
+        return None
+    if spec.startswith("builtin:"):
+        path = WEIGHTS_DIR / f"{spec[len('builtin:'):]}.pt"
+        if not path.is_file():
+            known = ", ".join(f"builtin:{p.stem}" for p in sorted(WEIGHTS_DIR.glob("*.pt")))
+            raise OvbenchError(f"unknown built-in weights {spec!r}; shipped: {known}")
+        return path
+    path = Path(spec).expanduser()
+    return path if path.is_absolute() else Path(base_dir) / path
+
+
+def clip_from_config(config: Mapping[str, Any], base_dir: Path | str = ".", device: str = "cpu") -> Clip:
+    """A :class:`Clip` from ``{"name": ARCH, "pretrained": PATH | "builtin:NAME" | null, "seed": 0}``."""
+    unknown = set(config) - {"name", "pretrained", "seed"}
+    if unknown or "name" not in config:
+        raise OvbenchError(f"clip config needs 'name' and optionally 'pretrained', 'seed'; got {dict(config)}")
+    return Clip(config["name"], pretrained=resolve_weights(config.get("pretrained"), base_dir),
+                device=device, seed=int(config.get("seed", 0)))
