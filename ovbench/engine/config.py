@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -30,6 +30,8 @@ class TrainConfig:
 
     ``amp`` enables float16 autocast + GradScaler, and only on CUDA (ignored on CPU).
     ``num_workers`` is the DataLoader worker count when the data is a map-style Dataset.
+    ``lr_multipliers`` maps a parameter-name prefix to a factor on ``lr`` (GKC: ``{"trunk.": 0.1}``,
+    the backbone at a tenth of the rate); the longest matching prefix wins.
     """
 
     iterations: int
@@ -50,6 +52,7 @@ class TrainConfig:
     log_period: int = 20
     output_dir: str = "output"
     num_workers: int = 0
+    lr_multipliers: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
@@ -74,6 +77,8 @@ class TrainConfig:
             problems.append(f"milestones must be increasing, got {self.milestones}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             problems.append(f"grad_clip must be > 0 or None, got {self.grad_clip}")
+        if not all(isinstance(v, (int, float)) and v >= 0 for v in self.lr_multipliers.values()):
+            problems.append(f"lr_multipliers must map name prefixes to factors >= 0, got {self.lr_multipliers}")
         if self.num_workers < 0:
             problems.append(f"num_workers must be >= 0, got {self.num_workers}")
         if problems:
@@ -81,7 +86,7 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of JSON types (tuples become lists)."""
-        return {f.name: (list(v) if isinstance(v, tuple) else v)
+        return {f.name: (list(v) if isinstance(v, tuple) else dict(v) if isinstance(v, dict) else v)
                 for f in dataclasses.fields(self) for v in [getattr(self, f.name)]}
 
     @classmethod

@@ -16,26 +16,35 @@ def _is_norm(module: nn.Module) -> bool:
     return "norm" in type(module).__name__.lower()
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW over the trainable parameters of ``model``, in two groups.
+def _multiplier(name: str, multipliers: dict[str, float]) -> float:
+    """The factor of the longest prefix of ``name`` in ``multipliers`` (1 when none matches)."""
+    matches = [p for p in multipliers if name.startswith(p)]
+    return float(multipliers[max(matches, key=len)]) if matches else 1.0
 
-    Group 0 gets ``cfg.weight_decay``; group 1 gets none and holds every parameter of a
-    normalisation layer (see :func:`_is_norm`) and every parameter named ``bias`` — decaying
-    scales and offsets only fights the normalisation, as in detectron2/Mask2Former.
-    A parameter shared by several modules is put in one group only.
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters of ``model``, grouped by (weight decay, LR multiplier).
+
+    Parameters of normalisation layers (see :func:`_is_norm`) and every parameter named ``bias``
+    get no weight decay — decaying scales and offsets only fights the normalisation, as in
+    detectron2/Mask2Former; the rest get ``cfg.weight_decay``. Each group's rate is ``cfg.lr`` times
+    the multiplier of the parameter's name (``cfg.lr_multipliers``). A parameter shared by several
+    modules is put in one group only.
     """
     seen: set[int] = set()
-    decay: list[nn.Parameter] = []
-    no_decay: list[nn.Parameter] = []
-    for module in model.modules():
+    groups: dict[tuple[bool, float], list[nn.Parameter]] = {}
+    for module_name, module in model.named_modules():
         for name, param in module.named_parameters(recurse=False):
             if not param.requires_grad or id(param) in seen:
                 continue
             seen.add(id(param))
-            (no_decay if _is_norm(module) or name == "bias" else decay).append(param)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
+            full = f"{module_name}.{name}" if module_name else name
+            decay = not (_is_norm(module) or name == "bias")
+            groups.setdefault((decay, _multiplier(full, cfg.lr_multipliers)), []).append(param)
+    return torch.optim.AdamW([{"params": params, "weight_decay": cfg.weight_decay if decay else 0.0,
+                               "lr": cfg.lr * factor}
+                              for (decay, factor), params in sorted(groups.items(), key=lambda kv: (not kv[0][0], -kv[0][1]))],
+                             lr=cfg.lr, betas=cfg.betas)
 
 
 def lr_factor(iteration: int, cfg: TrainConfig) -> float:

@@ -17,7 +17,7 @@ from ovbench.engine.batches import batch_stream
 from ovbench.engine.checkpoint import load_last_checkpoint, save_checkpoint
 from ovbench.engine.config import TrainConfig
 from ovbench.engine.distributed import barrier, default_device, get_rank, get_world_size
-from ovbench.engine.optim import build_optimizer, build_scheduler
+from ovbench.engine.optim import build_optimizer, build_scheduler, lr_factor
 from ovbench.engine.seeding import rng_state, seed_everything, set_rng_state
 
 LossFn = Callable[[nn.Module, Any], Mapping[str, torch.Tensor]]
@@ -148,7 +148,7 @@ class Trainer:
         """Run from iteration 0 (or from the last checkpoint when ``resume``) to ``cfg.iterations``.
 
         Logs a row to ``<output_dir>/metrics.jsonl`` every ``cfg.log_period`` iterations and at the
-        end (``iteration`` counts completed steps, ``lr`` is the rate the last step used, ``time``
+        end (``iteration`` counts completed steps, ``lr`` is the base rate the last step used, ``time``
         is seconds per iteration averaged since the previous row); checkpoints every
         ``cfg.checkpoint_period`` iterations and at the end. Returns the last log row ({} when
         nothing was left to run).
@@ -168,7 +168,7 @@ class Trainer:
         bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations, desc="train",
                    disable=not self.progress or self.rank != 0)
         for it in bar:
-            lr = self.optimizer.param_groups[0]["lr"]
+            lr = cfg.lr * lr_factor(it, cfg)
             losses, grad_norm = self._step(_to_device(next(batches), self.device))
             done, window = it + 1, window + 1
             if done % cfg.log_period == 0 or done == cfg.iterations:

@@ -17,7 +17,7 @@ from ovbench.models.clip import Clip
 
 WEIGHTS_DIR = Path(__file__).with_name("weights")
 #: Packages whose import registers model builders.
-MODEL_PACKAGES = ("baselines", "methods")
+MODEL_PACKAGES = ("ovbench.models.segmenter.ov_segmenter", "baselines", "methods")
 
 Builder = Callable[[Mapping[str, Any], Path], SemanticSegmenter]
 _BUILDERS: dict[str, Builder] = {}
