@@ -1,1 +1,8 @@
-"""Baselines that ovbench's methods are compared against, and simple reference predictors."""
+"""Baselines that ovbench's methods are compared against, and simple reference predictors.
+
+Importing the package registers the baseline model kinds (``two-stage``, ``maskclip``) with
+:mod:`ovbench.models.zoo`; the naive fine-tune baseline is a ``segmenter`` run config.
+"""
+from baselines import maskclip, two_stage
+
+__all__ = ["maskclip", "two_stage"]

@@ -1,8 +1,9 @@
 """``ovbench demo``: the main job end to end on the embedded synthetic world.
 
-generate the world -> fit each reference predictor on base classes -> predict val (timed) ->
-evaluate with bootstrap CIs -> write result and speed records -> build the leaderboard -> print
-the table and where the plots are. Runs in a few minutes on 2 CPU cores.
+generate the world -> fit each reference predictor on base classes, and load each baseline model
+(:data:`DEMO_MODELS`: shipped weights trained by ``ovbench train`` on base classes, or training-free)
+-> predict val (timed) -> evaluate with bootstrap CIs -> write result and speed records -> build the
+leaderboard -> print the table and where the plots are. Runs in a few minutes on 2 CPU cores.
 """
 from __future__ import annotations
 
@@ -21,6 +22,15 @@ from ovbench.records.store import SPEED_SCHEMA, write_speed_record
 from ovbench.synth import generate_world, read_world
 
 PROTOCOL_ID = "synth-ov"
+#: Baseline models the demo runs, relative to the ``baselines`` package: model files (``.pt``) or
+#: model configs (``.yaml``), with how their weights came about.
+DEMO_MODELS = (
+    ("naive_finetune/weights/synth-ov.pt",
+     "trained by `ovbench train baselines/naive_finetune/configs/synth-ov.yaml` on synth-ov train, base classes"),
+    ("two_stage/configs/synth-ov.yaml",
+     "the naive fine-tuned segmenter's masks, each crop classified by the frozen tiny CLIP (no training)"),
+    ("maskclip/configs/synth-ov.yaml", "training-free: the tiny CLIP's dense features"),
+)
 
 
 @dataclass
@@ -53,7 +63,10 @@ def speed_record(method: str, latencies_s: list[float], image_size: str) -> dict
 def run_demo(workdir: Path, root: Path | None = None, seed: int = 0, bootstrap: int = 1000,
              progress: bool = True, log: Callable[[str], None] = print) -> DemoReport:
     """Run the demo in ``workdir``; records go under ``root`` (default ``workdir/leaderboards``)."""
-    from baselines.reference import PREDICTORS  # models stay out of ovbench's import graph
+    import baselines  # models stay out of ovbench's import graph until the demo runs
+    from baselines.reference import PREDICTORS
+    from ovbench.inference import predict_protocol
+    from ovbench.models.zoo import load_model
 
     workdir = Path(workdir)
     world = workdir / "synth-world"
@@ -68,25 +81,39 @@ def run_demo(workdir: Path, root: Path | None = None, seed: int = 0, bootstrap: 
     protocol = get_protocol(PROTOCOL_ID)
     size = f"{read_world(world)['sizes']['image_size']}x{read_world(world)['sizes']['image_size']}"
 
-    for step, (name, cls) in enumerate(sorted(PREDICTORS.items()), start=1):
+    def record(name: str, pred_dir: Path, latencies: list[float], config: dict) -> None:
+        result = evaluate_semseg_submission(protocol, pred_dir, world, bootstrap=bootstrap, seed=seed,
+                                            progress=progress)
+        inputs = {"predictions": str(pred_dir), "predictions_sha256": result.predictions_sha256,
+                  "ground_truth_sha256": result.ground_truth_sha256, "num_images": len(result.image_ids)}
+        config = {**config, "world_seed": seed, "bootstrap": bootstrap}
+        rec = reproduced_record(name, protocol, result.metrics, inputs, config)
+        report.records.append(write_record_with_per_image(root, rec, result.image_ids, result.per_image))
+        report.records.append(write_speed_record(root, speed_record(name, latencies, size)))
+        m = result.metrics
+        log(f"      mIoU {m['mIoU']:.1f} (base {m['mIoU_base']:.1f}, novel {m['mIoU_novel']:.1f}, "
+            f"hIoU {m['hIoU']:.1f}), {1 / statistics.fmean(latencies):.1f} img/s")
+
+    for name, cls in sorted(PREDICTORS.items()):
         log(f"[2/4] {name}: fitting on base classes of {PROTOCOL_ID} train, predicting val")
         start = time.perf_counter()
         predictor = cls().fit(world, protocol)
         fit_s = time.perf_counter() - start
         pred_dir = workdir / "predictions" / name
         latencies = predictor.predict_split(world, protocol, pred_dir, progress=progress)
-        result = evaluate_semseg_submission(protocol, pred_dir, world, bootstrap=bootstrap, seed=seed,
-                                            progress=progress)
-        inputs = {"predictions": str(pred_dir), "predictions_sha256": result.predictions_sha256,
-                  "ground_truth_sha256": result.ground_truth_sha256, "num_images": len(result.image_ids)}
-        config = {"predictor": name, "trained_on": f"{PROTOCOL_ID} train, base classes only",
-                  "fit_seconds": round(fit_s, 2), "world_seed": seed, "bootstrap": bootstrap}
-        record = reproduced_record(name, protocol, result.metrics, inputs, config)
-        report.records.append(write_record_with_per_image(root, record, result.image_ids, result.per_image))
-        report.records.append(write_speed_record(root, speed_record(name, latencies, size)))
-        m = result.metrics
-        log(f"      mIoU {m['mIoU']:.1f} (base {m['mIoU_base']:.1f}, novel {m['mIoU_novel']:.1f}), "
-            f"fit {fit_s:.1f} s, {1 / statistics.fmean(latencies):.1f} img/s")
+        record(name, pred_dir, latencies, {"predictor": name, "trained_on": f"{PROTOCOL_ID} train, base classes only",
+                                           "fit_seconds": round(fit_s, 2)})
+
+    package = Path(baselines.__file__).parent
+    for relative, provenance in DEMO_MODELS:
+        path = package / relative
+        model = load_model(path)
+        log(f"[2/4] {model.name}: {provenance}; predicting val")
+        pred_dir = workdir / "predictions" / model.name
+        run = predict_protocol(model, protocol, world, pred_dir, overwrite=True, progress=progress)
+        config = {"model": f"baselines/{relative}", "weights": provenance,
+                  **{f"{k}_per_image": run.per_image(k) for k in run.counters if k != "images"}}
+        record(model.name, pred_dir, run.latencies_s, config)
 
     log(f"[3/4] building the leaderboard from {root}")
     built = build_leaderboards(root, report.tables)

@@ -316,3 +316,18 @@ def test_task_without_a_view_gets_every_scalar_metric(tmp_path: Path) -> None:
     lines = (out / "ov-coco-future.md").read_text().splitlines()
     assert "| method | source | bbox.AP | bbox.AP50_novel@100 | stale | citation |" in lines
     assert "| Det | reproduced | 40.0 | 31.3 | ⚠ yes | – |" in lines
+
+
+def test_speed_columns_join_reproduced_rows_by_method():
+    import pandas as pd
+
+    from ovbench.leaderboard.frames import add_speed
+    full = pd.DataFrame({"method": ["a", "a", "b"], "source": ["reproduced", "reported", "reproduced"]})
+    speeds = [{"method": "a", "device": {"class": "cpu"}, "latency_ms": {"median": 20.0}},
+              {"method": "a", "device": {"class": "H100"}, "latency_ms": {"median": 2.0}},
+              {"method": "c", "device": {"class": "H200"}, "latency_ms": {"median": 1.0}}]
+    out = add_speed(full, speeds)
+    assert list(out.columns) == ["method", "source", "images_per_s.H100", "images_per_s.cpu"]
+    assert out["images_per_s.cpu"].tolist()[0] == 50.0 and out["images_per_s.H100"].tolist()[0] == 500.0
+    assert out["images_per_s.cpu"].isna().tolist() == [False, True, True]
+    assert "images_per_s.cpu" not in full.columns

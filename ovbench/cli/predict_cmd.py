@@ -6,9 +6,6 @@ import argparse
 import json
 from pathlib import Path
 
-import yaml
-
-from ovbench.errors import OvbenchError
 from ovbench.records.store import atomic_write_json
 
 
@@ -31,30 +28,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def load_model_config(path: Path) -> dict:
-    """A model config file (YAML/JSON mapping with a ``kind``)."""
-    if not path.is_file():
-        raise OvbenchError(f"{path}: model not found; pass a model.pt from `ovbench train` or a model config")
-    try:
-        config = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise OvbenchError(f"{path}: not a YAML/JSON model config ({str(e).splitlines()[0]})") from None
-    if not isinstance(config, dict) or "kind" not in config:
-        raise OvbenchError(f"{path}: a model config is a mapping with a 'kind' (segmenter, two-stage, maskclip, …)")
-    return config
-
-
 def run(args: argparse.Namespace) -> int:
     from ovbench.inference import predict_protocol
-    from ovbench.models.segmenter.ov_segmenter import load_model_file
-    from ovbench.models.zoo import build_model
+    from ovbench.models.zoo import load_model
     from ovbench.protocols import get_protocol
 
     protocol = get_protocol(args.protocol)
-    if args.model.suffix == ".pt":
-        model = load_model_file(args.model, base_dir=args.model.parent, device=args.device)
-    else:
-        model = build_model(load_model_config(args.model), args.model.parent)
+    model = load_model(args.model, device=args.device)
     result = predict_protocol(model, protocol, args.data_root, args.out, names=args.names, limit=args.limit,
                               overwrite=args.overwrite, progress=not args.no_progress)
     report = {"model": model.name, "protocol": protocol.id, "images": len(result.image_ids),

@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 
 from ovbench.errors import OvbenchError
 from ovbench.leaderboard.columns import view_for
-from ovbench.leaderboard.frames import LATEX, MARKDOWN, display_frame, full_frame
+from ovbench.leaderboard.frames import LATEX, MARKDOWN, add_speed, display_frame, full_frame
 from ovbench.leaderboard.index import IndexEntry, index_page
 from ovbench.leaderboard.plots import base_novel_plot, latency_plot
 from ovbench.leaderboard.render import (csv_text, describe_protocol, html_page, latex_table,
@@ -89,7 +89,7 @@ def _build_protocol(pid: str, rows: Sequence[Row], speeds: Sequence[Mapping[str,
         if png is not None:
             plots.append((f"{view.primary_label} vs latency, {dev}", png))
 
-    full = full_frame(rows, view)
+    full = add_speed(full_frame(rows, view), speeds)
     links = [("CSV", f"{name}.csv"), ("LaTeX", f"{name}.tex"), ("HTML", f"{name}.html")]
     images = [(alt, png.relative_to(out).as_posix()) for alt, png in plots]
     texts = {

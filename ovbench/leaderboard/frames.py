@@ -14,10 +14,12 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 
 from ovbench.leaderboard.columns import TaskView, as_interval, as_number, metric_at, scalar_paths
-from ovbench.leaderboard.select import CURRENT, STALE, UNVERIFIED, Row
+from ovbench.leaderboard.select import CURRENT, STALE, UNVERIFIED, Row, device_class
 
 ID_COLUMNS = ("method", "source")
 TRAILING_COLUMNS = ("stale", "citation")
+#: Prefix of the speed columns :func:`add_speed` adds (``images_per_s.<device class>``).
+SPEED_PREFIX = "images_per_s."
 
 
 @dataclass(frozen=True)
@@ -91,10 +93,25 @@ def full_frame(rows: Sequence[Row], view: TaskView) -> pd.DataFrame:
     return df
 
 
+def add_speed(full: pd.DataFrame, speeds: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """``full`` with a column ``images_per_s.<device class>`` (1000 / median latency in ms) for each
+    device class whose speed records match a reproduced row's method; reported rows get NaN (their
+    speed was not measured by ovbench)."""
+    out = full.copy()
+    for dev in sorted({device_class(s) for s in speeds}):
+        by_method = {str(s["method"]): 1000.0 / float(s["latency_ms"]["median"])
+                     for s in speeds if device_class(s) == dev}
+        col = [by_method.get(m) if src == "reproduced" else None for m, src in zip(out["method"], out["source"])]
+        if any(v is not None for v in col):
+            out[SPEED_PREFIX + dev] = pd.Series(col, index=out.index, dtype="float64")
+    return out
+
+
 def display_frame(full: pd.DataFrame, view: TaskView, style: Style = MARKDOWN) -> pd.DataFrame:
     """The table a reader sees: method, source, the view's metrics as text, stale, citation.
 
-    Optional columns (e.g. the confidence interval) appear only when some row has a value.
+    Optional columns (e.g. the confidence interval) appear only when some row has a value; speed
+    columns (:func:`add_speed`) follow the metrics as ``img/s (<device class>)``.
     """
     out: dict[str, list[str]] = {c: full[c].astype(str).tolist() for c in ID_COLUMNS}
     for c in view.columns:
@@ -109,6 +126,8 @@ def display_frame(full: pd.DataFrame, view: TaskView, style: Style = MARKDOWN) -
             if c.optional and col.isna().all():
                 continue
             out[c.label] = [style.number(v) for v in col]
+    for key in (k for k in full.columns if k.startswith(SPEED_PREFIX)):
+        out[f"img/s ({key[len(SPEED_PREFIX):]})"] = [style.number(v) for v in full[key]]
     out["stale"] = [style.marks.get(s, s) for s in full["status"]]
     out["citation"] = [c if isinstance(c, str) and c else style.missing for c in full["citation"]]
     return pd.DataFrame(out, columns=list(out))

@@ -91,7 +91,9 @@ def markdown_page(info: ProtocolInfo, table: pd.DataFrame, rows: Sequence[Row], 
     parts.append(f"Sorted by {primary_label}, descending. Numbers to one decimal; \"–\": not in the "
                  f"record. *reproduced*: computed by ovbench from predictions; *reported*: copied "
                  f"from the cited paper and table. stale \"⚠ yes\": computed under another version "
-                 f"of the protocol (the row is kept; re-run it)." + (f" {note}" if note else ""))
+                 f"of the protocol (the row is kept; re-run it)." + (f" {note}" if note else "")
+                 + (" img/s: images per second of the model alone (1000 / median latency of its speed record), "
+                    "reproduced rows only." if any(str(c).startswith("img/s") for c in table.columns) else ""))
     notes = _stale_notes(rows)
     if notes:
         parts += ["", "Rows to re-check:", "", *notes]

@@ -8,8 +8,9 @@ are refused. It gives
   L2-normalised and cached by (architecture, checkpoint digest, template, name), in memory and
   optionally on disk;
 - the visual trunk's multi-scale features: ResNets' res2-res5 maps, ViTs' intermediate tokens as
-  ``(B, C, H/patch, W/patch)`` maps;
-- image embeddings, L2-normalised.
+  ``(B, C, H/patch, W/patch)`` maps, at any input size (ViT positional embeddings are interpolated);
+- image embeddings, L2-normalised;
+- dense (MaskCLIP) embeddings: one joint-space vector per patch / stride-32 cell.
 """
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from typing import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from ovbench.errors import OvbenchError
 
@@ -35,7 +38,8 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 def to_clip_input(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 ``(B, H, W, 3)`` → CLIP-normalised float32 ``(B, 3, H, W)``."""
-    x = torch.as_tensor(images).permute(0, 3, 1, 2).float().div_(255.0)
+    x = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.asarray(images, dtype=np.float32))
+    x = x.permute(0, 3, 1, 2).float().div(255.0)
     mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
     return (x - mean) / std
@@ -155,7 +159,8 @@ class Clip:
         """Multi-scale maps of the visual trunk for ``images`` ``(B, 3, H, W)``.
 
         ResNets: ``res2`` … ``res5`` at strides 4, 8, 16, 32. ViTs: ``layer{i}`` for each index
-        in ``layers`` (default: the last four blocks), ``(B, width, H/patch, W/patch)``.
+        in ``layers`` (default: the last four blocks), ``(B, width, H/patch, W/patch)``; ``H`` and ``W``
+        must be multiples of the patch size (any multiple: positional embeddings are interpolated).
         Gradients flow (the caller decides whether the trunk is frozen).
         """
         visual = self.model.visual
@@ -164,9 +169,114 @@ class Clip:
             return dict(zip(RESNET_LEVELS, out["image_intermediates"]))
         depth = len(visual.transformer.resblocks)
         take = list(layers) if layers is not None else list(range(depth - 4, depth))
-        out = visual.forward_intermediates(images, indices=take, intermediates_only=True)
-        return {f"layer{i}": x for i, x in zip(take, out["image_intermediates"])}
+        if not take or any(not 0 <= i < depth for i in take):
+            raise OvbenchError(f"{self.name}: ViT block indices {take}: give one or more in range 0..{depth - 1}")
+        grid = self._grid(images)
+        tokens = self._vit_embed(images, grid)
+        maps = {}
+        for i, block in enumerate(visual.transformer.resblocks[:max(take) + 1]):
+            tokens = block(tokens)
+            if i in take:
+                maps[i] = self._token_map(tokens, grid)
+        return {f"layer{i}": maps[i] for i in take}
+
+    @torch.no_grad()
+    def dense_embeddings(self, images: torch.Tensor) -> torch.Tensor:
+        """MaskCLIP dense embeddings (Zhou et al., ECCV 2022) of ``images`` ``(B, 3, H, W)``
+        (CLIP-normalised; ``H``, ``W`` multiples of :attr:`stride`): ``(B, D, H/stride, W/stride)``
+        float32, L2-normalised along ``D``, in the joint image-text space (compare with
+        :meth:`encode_text` by a dot product: cosine similarity).
+
+        ViTs: blocks ``0 .. L-2`` as usual; of the last block only its value path
+        ``ls_1(out_proj(value(ln_1(x))))`` per token (no residual, no query-key attention, no MLP),
+        then ``ln_post`` and ``proj`` on the patch tokens. ResNets: the trunk up to res5, then the
+        attention pool's value path as 1x1 convolutions, ``c_proj(v_proj(x))`` at every position
+        (MaskCLIP's ResNet head: no positional embedding, no attention).
+        """
+        images = images.to(self.device)
+        grid = self._grid(images)
+        if self.is_resnet:
+            dense = self._resnet_value_path(images)
+        else:
+            dense = self._vit_value_path(images, grid)
+        return F.normalize(dense.float(), dim=1)
+
+    @property
+    def stride(self) -> int:
+        """Pixels per dense-embedding cell: the ViT patch size, or 32 for ResNets."""
+        return 32 if self.is_resnet else int(self.model.visual.patch_size[0])
+
+    def _grid(self, images: torch.Tensor) -> tuple[int, int]:
+        """``(H / stride, W / stride)`` of ``images`` ``(B, 3, H, W)``; OvbenchError unless both divide."""
+        height, width = images.shape[-2:]
+        if height % self.stride or width % self.stride:
+            raise OvbenchError(f"{self.name}: input {height}x{width} px; both sides must be multiples of "
+                               f"{self.stride} px (the {'ResNet stride' if self.is_resnet else 'patch size'}); "
+                               f"resize or pad the images")
+        return height // self.stride, width // self.stride
+
+    def _vit_embed(self, images: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """Patch + class tokens with positional embeddings for ``grid``, after ``ln_pre``:
+        ``(B, 1 + gh * gw, width)`` (batch first)."""
+        visual = self.model.visual
+        if not visual.transformer.batch_first:
+            raise OvbenchError(f"{self.name}: only batch-first ViT transformers are supported")
+        x = visual.conv1(images).flatten(2).transpose(1, 2)                 # (B, gh * gw, width)
+        cls = visual.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
+        x = torch.cat([cls, x], dim=1) + vit_positional_embedding(visual, grid).to(x.dtype)
+        return visual.ln_pre(visual.patch_dropout(x))
+
+    @staticmethod
+    def _token_map(tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """Patch tokens ``(B, 1 + gh * gw, C)`` (class token first) → map ``(B, C, gh, gw)``."""
+        return tokens[:, 1:].unflatten(1, grid).permute(0, 3, 1, 2).contiguous()
+
+    def _vit_value_path(self, images: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """MaskCLIP's ViT head: ``(B, D, gh, gw)``, not normalised."""
+        visual = self.model.visual
+        last = visual.transformer.resblocks[-1]
+        if not isinstance(last.attn, nn.MultiheadAttention) or last.attn.in_proj_weight is None:
+            raise OvbenchError(f"{self.name}: MaskCLIP needs the last ViT block's attention to be a "
+                               f"torch MultiheadAttention with a packed in-projection")
+        if visual.attn_pool is not None:
+            raise OvbenchError(f"{self.name}: MaskCLIP does not support ViTs with an attentional pooler")
+        x = self._vit_embed(images, grid)
+        for block in visual.transformer.resblocks[:-1]:
+            x = block(x)
+        v = last.ls_1(attention_value_path(last.attn, last.ln_1(x)))
+        v = visual.ln_post(v) @ visual.proj                                 # (B, 1 + gh * gw, D)
+        return self._token_map(v, grid)
+
+    def _resnet_value_path(self, images: torch.Tensor) -> torch.Tensor:
+        """MaskCLIP's ResNet head: ``c_proj(v_proj(res5))`` per position, ``(B, D, H/32, W/32)``,
+        not normalised."""
+        visual = self.model.visual
+        res5 = visual.forward_intermediates(images, indices=[4], intermediates_only=True)["image_intermediates"][0]
+        pool = visual.attnpool
+        x = pool.c_proj(pool.v_proj(res5.permute(0, 2, 3, 1)))              # (B, h, w, D)
+        return x.permute(0, 3, 1, 2)
 
     @property
     def is_resnet(self) -> bool:
         return hasattr(self.model.visual, "attnpool")
+
+
+def vit_positional_embedding(visual: nn.Module, grid: tuple[int, int]) -> torch.Tensor:
+    """An open_clip ViT's positional embedding for a ``grid`` = ``(gh, gw)`` patch grid,
+    ``(1 + gh * gw, width)``: the class token's row as is, the patch rows bicubically
+    interpolated (``align_corners=False``) from the native grid; unchanged at the native grid."""
+    pos = visual.positional_embedding
+    native = tuple(visual.grid_size)
+    if tuple(grid) == native:
+        return pos
+    patches = pos[1:].reshape(*native, -1).permute(2, 0, 1).unsqueeze(0)  # (1, width, *native)
+    patches = F.interpolate(patches, size=grid, mode="bicubic", align_corners=False)
+    return torch.cat([pos[:1], patches[0].flatten(1).T], dim=0)
+
+
+def attention_value_path(attn: nn.MultiheadAttention, x: torch.Tensor) -> torch.Tensor:
+    """Each token through ``attn``'s value and output projections only, ``out_proj(W_v x + b_v)``
+    (as if every token attended to itself alone): ``(..., width)`` → ``(..., width)``."""
+    width = attn.embed_dim
+    bias = attn.in_proj_bias[2 * width:] if attn.in_proj_bias is not None else None
+    return attn.out_proj(F.linear(x, attn.in_proj_weight[2 * width:], bias))

@@ -11,6 +11,8 @@ import importlib
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+import yaml
+
 from ovbench.errors import OvbenchError
 from ovbench.models.api import SemanticSegmenter
 from ovbench.models.clip import Clip
@@ -74,3 +76,27 @@ def clip_from_config(config: Mapping[str, Any], base_dir: Path | str = ".", devi
         raise OvbenchError(f"clip config needs 'name' and optionally 'pretrained', 'seed'; got {dict(config)}")
     return Clip(config["name"], pretrained=resolve_weights(config.get("pretrained"), base_dir),
                 device=device, seed=int(config.get("seed", 0)))
+
+
+def read_model_config(path: Path | str) -> dict[str, Any]:
+    """A model config file: a YAML/JSON mapping with a ``kind``."""
+    path = Path(path)
+    if not path.is_file():
+        raise OvbenchError(f"{path}: model not found; pass a model.pt from `ovbench train` or a model config")
+    try:
+        config = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise OvbenchError(f"{path}: not a YAML/JSON model config ({str(e).splitlines()[0]})") from None
+    if not isinstance(config, dict) or "kind" not in config:
+        raise OvbenchError(f"{path}: a model config is a mapping with a 'kind' ({', '.join(model_kinds())})")
+    return config
+
+
+def load_model(path: Path | str, device: str = "cpu") -> SemanticSegmenter:
+    """A model from a model file written by ``ovbench train`` (``.pt``) or a model config file;
+    relative paths inside either are relative to the file's folder."""
+    from ovbench.models.segmenter.ov_segmenter import load_model_file  # registers itself via this module
+    path = Path(path)
+    if path.suffix == ".pt":
+        return load_model_file(path, base_dir=path.parent, device=device)
+    return build_model(read_model_config(path), path.parent)

@@ -116,14 +116,16 @@ def read_model_file(path: Path | str) -> dict[str, Any]:
 
 
 def load_model_file(path: Path | str, clip_override: Mapping[str, Any] | None = None, base_dir: Path | str = ".",
-                    device: str = "cpu", name: str = "segmenter") -> OVSegmenter:
-    """An :class:`OVSegmenter` from a model file; ``clip_override`` replaces the spec's CLIP config."""
+                    device: str = "cpu", name: str | None = None) -> OVSegmenter:
+    """An :class:`OVSegmenter` from a model file; ``clip_override`` replaces the spec's CLIP config;
+    ``name`` defaults to the run's name stored in the file."""
     state = read_model_file(path)
     spec = SegmenterSpec.from_dict(state["spec"])
     clip_config = clip_override if clip_override is not None else spec.clip
     clip = clip_from_config(clip_config, base_dir, device=device)
     net = build_segmenter(spec, clip, base_dir)
     net.load_state_dict(state["state_dict"])
+    name = name or str(state.get("summary", {}).get("name", "segmenter"))
     return OVSegmenter(net.to(device), clip, spec, state["training_names"], name=name)
 
 
@@ -136,4 +138,4 @@ def build_from_config(config: Mapping[str, Any], base_dir: Path) -> OVSegmenter:
                            f"'name'; unknown: {unknown}")
     path = Path(config["checkpoint"]).expanduser()
     return load_model_file(path if path.is_absolute() else base_dir / path, config.get("clip"), base_dir,
-                           name=config.get("name", "segmenter"))
+                           name=config.get("name"))
