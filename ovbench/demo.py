@@ -11,8 +11,9 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
+from ovbench.errors import OvbenchError
 from ovbench.evaluation.semseg import evaluate_semseg_submission
 from ovbench.leaderboard import build_leaderboards
 from ovbench.protocols import get_protocol
@@ -22,14 +23,14 @@ from ovbench.records.store import SPEED_SCHEMA, write_speed_record
 from ovbench.synth import generate_world, read_world
 
 PROTOCOL_ID = "synth-ov"
-#: Baseline models the demo runs, relative to the ``baselines`` package: model files (``.pt``) or
-#: model configs (``.yaml``), with how their weights came about.
+#: Baseline models the demo runs: (name, model file (``.pt``) or model config (``.yaml``) relative to
+#: the ``baselines`` package, how its weights came about).
 DEMO_MODELS = (
-    ("naive_finetune/weights/synth-ov.pt",
+    ("naive-finetune", "naive_finetune/weights/synth-ov.pt",
      "trained by `ovbench train baselines/naive_finetune/configs/synth-ov.yaml` on synth-ov train, base classes"),
-    ("two_stage/configs/synth-ov.yaml",
+    ("two-stage", "two_stage/configs/synth-ov.yaml",
      "the naive fine-tuned segmenter's masks, each crop classified by the frozen tiny CLIP (no training)"),
-    ("maskclip/configs/synth-ov.yaml", "training-free: the tiny CLIP's dense features"),
+    ("maskclip", "maskclip/configs/synth-ov.yaml", "training-free: the tiny CLIP's dense features"),
 )
 
 
@@ -60,14 +61,26 @@ def speed_record(method: str, latencies_s: list[float], image_size: str) -> dict
             "hardware": hw, "ovbench": code_version()}
 
 
+def demo_methods() -> list[str]:
+    """Every row the demo can run: the reference predictors, then :data:`DEMO_MODELS`."""
+    from baselines.reference import PREDICTORS
+    return sorted(PREDICTORS) + [name for name, _, _ in DEMO_MODELS]
+
+
 def run_demo(workdir: Path, root: Path | None = None, seed: int = 0, bootstrap: int = 1000,
-             progress: bool = True, log: Callable[[str], None] = print) -> DemoReport:
-    """Run the demo in ``workdir``; records go under ``root`` (default ``workdir/leaderboards``)."""
+             progress: bool = True, log: Callable[[str], None] = print,
+             only: Sequence[str] | None = None) -> DemoReport:
+    """Run the demo in ``workdir``; records go under ``root`` (default ``workdir/leaderboards``);
+    ``only`` restricts it to those rows (names from :func:`demo_methods`)."""
     import baselines  # models stay out of ovbench's import graph until the demo runs
     from baselines.reference import PREDICTORS
     from ovbench.inference import predict_protocol
     from ovbench.models.zoo import load_model
 
+    chosen = set(demo_methods() if only is None else only)
+    unknown = sorted(chosen - set(demo_methods()))
+    if unknown:
+        raise OvbenchError(f"unknown demo row(s) {unknown}; choose from {', '.join(demo_methods())}")
     workdir = Path(workdir)
     world = workdir / "synth-world"
     root = Path(root) if root is not None else workdir / "leaderboards"
@@ -95,6 +108,8 @@ def run_demo(workdir: Path, root: Path | None = None, seed: int = 0, bootstrap: 
             f"hIoU {m['hIoU']:.1f}), {1 / statistics.fmean(latencies):.1f} img/s")
 
     for name, cls in sorted(PREDICTORS.items()):
+        if name not in chosen:
+            continue
         log(f"[2/4] {name}: fitting on base classes of {PROTOCOL_ID} train, predicting val")
         start = time.perf_counter()
         predictor = cls().fit(world, protocol)
@@ -105,15 +120,17 @@ def run_demo(workdir: Path, root: Path | None = None, seed: int = 0, bootstrap: 
                                            "fit_seconds": round(fit_s, 2)})
 
     package = Path(baselines.__file__).parent
-    for relative, provenance in DEMO_MODELS:
+    for name, relative, provenance in DEMO_MODELS:
+        if name not in chosen:
+            continue
         path = package / relative
         model = load_model(path)
-        log(f"[2/4] {model.name}: {provenance}; predicting val")
-        pred_dir = workdir / "predictions" / model.name
+        log(f"[2/4] {name}: {provenance}; predicting val")
+        pred_dir = workdir / "predictions" / name
         run = predict_protocol(model, protocol, world, pred_dir, overwrite=True, progress=progress)
         config = {"model": f"baselines/{relative}", "weights": provenance,
                   **{f"{k}_per_image": run.per_image(k) for k in run.counters if k != "images"}}
-        record(model.name, pred_dir, run.latencies_s, config)
+        record(name, pred_dir, run.latencies_s, config)
 
     log(f"[3/4] building the leaderboard from {root}")
     built = build_leaderboards(root, report.tables)

@@ -205,3 +205,27 @@ def test_paper_scale_config_builds_and_takes_one_step_at_reduced_size():
     trunk_grads = [p.grad for n, p in net.named_parameters() if n.startswith("trunk.") and p.requires_grad]
     assert all(g is not None for g in trunk_grads) and any(g.abs().sum() > 0 for g in trunk_grads)
     assert all(torch.isfinite(v) for v in losses.values())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_paper_scale_training_step_and_inference_on_gpu(tmp_path):
+    import dataclasses
+
+    from ovbench.engine.trainer import Trainer
+    from ovbench.models.segmenter.ov_segmenter import save_model_file
+    run = load_run_config(NAIVE_RN50, ["model.clip.pretrained=null"])
+    net, text, _, names = build_for_training(run, NAIVE_RN50.parent)
+    cfg = dataclasses.replace(run.train, iterations=1, global_batch_size=2, warmup_iterations=0, milestones=(),
+                              output_dir=str(tmp_path / "run"), num_workers=0)
+    labels = torch.full((2, 512, 512), 255)
+    labels[:, 100:300, 50:400] = 7
+    batch = (torch.randint(0, 255, (2, 3, 512, 512), dtype=torch.uint8), labels)
+    trainer = Trainer(net, SegmenterLoss(text, run.model.normalization), [batch], cfg,
+                      device=torch.device("cuda"), progress=False)
+    row = trainer.train()
+    assert row["iteration"] == 1 and np.isfinite(row["total_loss"])
+    path = save_model_file(tmp_path / "model.pt", trainer.module, run.model, names, {"name": "gpu-smoke"})
+    model = load_model_file(path, device="cuda")
+    model.set_vocabulary([[n] for n in names])
+    labels = model.predict(np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8))
+    assert labels.shape == (480, 640) and 0 <= labels.min() and labels.max() < len(names)

@@ -47,7 +47,8 @@ def _expand(lo: int, hi: int, ratio: float, limit: int) -> tuple[int, int]:
 
 def image_tensor(image: np.ndarray | torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
     """uint8 RGB ``(H, W, 3)`` -> float32 ``(3, H, W)`` in [0, 1] on ``device``."""
-    return torch.as_tensor(np.ascontiguousarray(image)).to(device).permute(2, 0, 1).float().div_(255.0)
+    pixels = image if isinstance(image, torch.Tensor) else torch.from_numpy(np.array(image, copy=True))
+    return pixels.to(device).permute(2, 0, 1).float().div_(255.0)
 
 
 def region_crop(image: torch.Tensor, mask: torch.Tensor, box: Box, size: int) -> torch.Tensor:

@@ -11,6 +11,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--root", type=Path, help="leaderboard root for the records (default: <workdir>/leaderboards)")
     p.add_argument("--seed", type=int, default=0, help="world seed")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs")
+    p.add_argument("--only", action="append", metavar="NAME",
+                   help="run only this row (repeatable): pixel-colour, pixel-texture, naive-finetune, two-stage, maskclip")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -18,5 +20,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ovbench.demo import run_demo  # pulls in the models: only when the demo runs
 
-    run_demo(args.workdir, root=args.root, seed=args.seed, bootstrap=args.bootstrap, progress=not args.no_progress)
+    run_demo(args.workdir, root=args.root, seed=args.seed, bootstrap=args.bootstrap, progress=not args.no_progress,
+             only=args.only)
     return 0

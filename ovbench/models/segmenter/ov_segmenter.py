@@ -83,6 +83,11 @@ class OVSegmenter(SemanticSegmenter):
         logits, masks = self._outputs(image)
         return logits.softmax(-1)[:, :-1], masks.sigmoid()
 
+    def counters(self) -> dict[str, int]:
+        """No CLIP image-encoder forward ever runs: the classifier compares query embeddings with
+        (cached) text embeddings."""
+        return {"clip_image_forwards": 0}
+
     def predict(self, image: np.ndarray) -> np.ndarray:
         probs, masks = self.mask_scores(image)
         return torch.einsum("qk,qhw->khw", probs, masks).argmax(0).numpy().astype(np.int64)
