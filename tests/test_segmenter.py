@@ -291,3 +291,29 @@ def test_overfit_two_square_images():
     _, labels = model.semantic_inference(model(images, text), out_size=(64, 64))
     gt = torch.stack([torch.where(sq_a > 0, 0, 2), torch.where(sq_b > 0, 1, 2)])
     assert (labels == gt).float().mean() > 0.95
+
+
+def test_region_dropout_ignores_matched_targets_and_syn_loss_reuses_the_matching():
+    torch.manual_seed(0)
+    logits = torch.randn(1, 3, 3)
+    masks = torch.stack([torch.full((16, 16), 30.0), torch.full((16, 16), -30.0), torch.full((16, 16), -30.0)])[None]
+    target = [[(1, torch.ones(32, 32), 0)]]
+    full = SetCriterion(num_points=64, region_dropout=1.0)
+    out = {"pred_logits": logits, "pred_masks": masks, "pred_syn_logits": logits.flip(-1)}
+    losses = full(out, target)
+    # every matched query dropped: only the two unmatched queries (target void, weight 0.1) remain
+    void_nll = -logits[0, 1:].log_softmax(-1)[:, 2]
+    assert losses["loss_ce"].item() == pytest.approx(void_nll.mean().item(), abs=1e-6)
+    kept = SetCriterion(num_points=64)(out, target)
+    assert kept["loss_ce"].item() != pytest.approx(losses["loss_ce"].item())
+    # the synonym CE is the same CE on the synonym logits, with the plain logits' assignment
+    tgts = prepare_targets(target, "cpu")
+    indices = kept_indices = SetCriterion(num_points=64).matcher(logits, masks, tgts)
+    syn = SetCriterion().loss_labels(logits.flip(-1), kept_indices, tgts, "syn_labels")
+    assert kept["loss_syn"].item() == pytest.approx(syn.item(), abs=1e-6)
+    assert indices[0][0].tolist() == [0]
+    assert kept["loss_total"].item() == pytest.approx(
+        sum(w * kept[k].item() for k, w in (("loss_ce", 2), ("loss_mask", 5), ("loss_dice", 5), ("loss_syn", 2))),
+        rel=1e-5)
+    assert "loss_syn" not in SetCriterion(num_points=64)({"pred_logits": logits, "pred_masks": masks},
+                                                        [[(1, torch.ones(32, 32))]])

@@ -27,7 +27,7 @@ from ovbench.engine.config import TrainConfig
 from ovbench.engine.seeding import seed_everything
 from ovbench.engine.trainer import Trainer
 from ovbench.errors import OvbenchError
-from ovbench.models.segmenter.losses import Segment
+from ovbench.models.segmenter.losses import Segment, loss_kind
 from ovbench.models.segmenter.model import Segmenter
 from ovbench.models.segmenter.ov_segmenter import save_model_file
 from ovbench.models.segmenter.spec import SegmenterSpec, build_segmenter, normalize_images
@@ -138,6 +138,17 @@ def segments_from_labels(labels: torch.Tensor, ignore: int = 255) -> list[list[S
     return out
 
 
+def weighted_by_kind(raw: dict[str, torch.Tensor], weights: Mapping[str, float]) -> dict[str, torch.Tensor]:
+    """The criterion's per-output losses weighted and summed per kind (``loss_ce`` = Σ over outputs
+    of weight · ``loss_ce[_i]``); their sum is the criterion's ``loss_total``."""
+    out: dict[str, torch.Tensor] = {}
+    for name, value in raw.items():
+        if name != "loss_total":
+            kind = loss_kind(name)
+            out[kind] = out.get(kind, 0) + weights[kind] * value
+    return out
+
+
 class SegmenterLoss:
     """``loss_fn(model, batch)`` for the engine: deep-supervised set losses, weighted and summed over
     the decoder outputs per loss type (``loss_ce``, ``loss_mask``, ``loss_dice``; their sum is the
@@ -150,9 +161,7 @@ class SegmenterLoss:
         images, labels = batch
         out = model(normalize_images(images, self.normalization), self.text.to(images.device))
         criterion = (model.module if hasattr(model, "module") else model).criterion
-        raw = criterion(out, segments_from_labels(labels))
-        return {kind: weight * sum(v for k, v in raw.items() if k == kind or k.startswith(kind + "_"))
-                for kind, weight in criterion.weights.items()}
+        return weighted_by_kind(criterion(out, segments_from_labels(labels)), criterion.weights)
 
 
 def _absolute_clip(spec: SegmenterSpec, base_dir: Path) -> SegmenterSpec:

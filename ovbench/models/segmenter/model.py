@@ -37,14 +37,20 @@ class Segmenter(nn.Module):
         self.classifier = CosineClassifier(embed_dim)
         self.criterion = criterion if criterion is not None else SetCriterion()
 
-    def forward(self, images: torch.Tensor, text_embeddings: torch.Tensor) -> dict:
+    def forward(self, images: torch.Tensor, text_embeddings: torch.Tensor,
+                syn_text_embeddings: torch.Tensor | None = None) -> dict:
         """``images`` ``(B, 3, H, W)``, ``text_embeddings`` ``(K, D)`` or ``(B, K, D)`` -> dict with
         ``pred_logits`` ``(B, N, K + 1)``, ``pred_masks`` ``(B, N, H/4, W/4)`` (the finest trunk level),
-        ``pred_embeds`` ``(B, N, D)`` and ``aux_outputs`` (one dict of the three per earlier decoder output)."""
+        ``pred_embeds`` ``(B, N, D)``, ``query_embeds`` ``(B, N, C)`` and ``aux_outputs`` (one such dict
+        per earlier decoder output). With ``syn_text_embeddings`` ``(B, K_syn, D)`` (per-image synonym
+        vocabularies, GKC's text diversification) every output also has ``pred_syn_logits``
+        ``(B, N, K_syn + 1)`` from the same classifier."""
         mask_features, multi_scale = self.pixel_decoder(self.trunk(images))
         out = self.transformer_decoder(multi_scale, mask_features)
         for o in [out, *out["aux_outputs"]]:
             o["pred_logits"] = self.classifier(o["pred_embeds"], text_embeddings)
+            if syn_text_embeddings is not None:
+                o["pred_syn_logits"] = self.classifier(o["pred_embeds"], syn_text_embeddings)
         return out
 
     def losses(self, outputs: dict, targets: Sequence[Sequence[Segment]]) -> dict[str, torch.Tensor]:

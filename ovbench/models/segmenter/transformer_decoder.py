@@ -86,9 +86,10 @@ class MaskedTransformerDecoder(nn.Module):
     Predictions are made on the initial queries and after every layer (``dec_layers + 1`` outputs, deep
     supervision). Each output has
 
-    - ``pred_embeds`` ``(B, N, D)``: ``proj_i(class_embed(LN(q)))`` with ``class_embed`` a shared
-      ``Linear(C, C)`` and ``proj_i = ReLU, Linear(C, D)`` one per output (GKC's ``embed_proj`` /
-      ``aux_embed_porj_i``);
+    - ``query_embeds`` ``(B, N, C)``: ``class_embed(LN(q))`` with ``class_embed`` a shared ``Linear(C, C)``
+      (GKC's 256-d query embedding, the input of its distillation projections);
+    - ``pred_embeds`` ``(B, N, D)``: ``proj_i(query_embeds)`` with ``proj_i = ReLU, Linear(C, D)`` one per
+      output (GKC's ``embed_proj`` / ``aux_embed_porj_i``);
     - ``pred_masks`` ``(B, N, H, W)``: ``MLP(LN(q)) · mask_features``.
 
     ``forward(multi_scale, mask_features)`` takes ``num_levels`` maps ``(B, in_channels, h_l, w_l)`` and
@@ -118,13 +119,13 @@ class MaskedTransformerDecoder(nn.Module):
                                         for _ in range(dec_layers + 1))
         self.mask_embed = MLP(hidden_dim, hidden_dim, mask_dim, 3)
 
-    def heads(self, output: torch.Tensor, mask_features: torch.Tensor, index: int
-              ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Prediction heads on queries ``(N, B, C)`` -> ``(pred_embeds (B, N, D), pred_masks (B, N, H, W))``."""
+    def heads(self, output: torch.Tensor, mask_features: torch.Tensor, index: int) -> dict[str, torch.Tensor]:
+        """Prediction heads on queries ``(N, B, C)`` -> ``query_embeds`` ``(B, N, C)``, ``pred_embeds``
+        ``(B, N, D)`` and ``pred_masks`` ``(B, N, H, W)``."""
         q = self.decoder_norm(output).transpose(0, 1)
-        embeds = self.embed_proj[index](self.class_embed(q))
+        query = self.class_embed(q)
         masks = torch.einsum("bqc,bchw->bqhw", self.mask_embed(q), mask_features)
-        return embeds, masks
+        return {"query_embeds": query, "pred_embeds": self.embed_proj[index](query), "pred_masks": masks}
 
     def forward(self, multi_scale: list[torch.Tensor], mask_features: torch.Tensor) -> dict:
         if len(multi_scale) != self.num_levels:
@@ -138,17 +139,14 @@ class MaskedTransformerDecoder(nn.Module):
         b = mask_features.shape[0]
         query_pos = self.query_embed.weight.unsqueeze(1).repeat(1, b, 1)           # (N, B, C)
         output = self.query_feat.weight.unsqueeze(1).repeat(1, b, 1)
-        outs = []
-        embeds, masks = self.heads(output, mask_features, 0)
-        outs.append({"pred_embeds": embeds, "pred_masks": masks})
+        outs = [self.heads(output, mask_features, 0)]
         for i in range(len(self.cross)):
             lvl = i % self.num_levels
-            mask = attention_mask(masks, sizes[lvl], self.num_heads)
+            mask = attention_mask(outs[-1]["pred_masks"], sizes[lvl], self.num_heads)
             output = self.cross[i](output, srcs[lvl], mask, poss[lvl], query_pos)
             output = self.self_attn[i](output, query_pos)
             output = self.ffn[i](output)
-            embeds, masks = self.heads(output, mask_features, i + 1)
-            outs.append({"pred_embeds": embeds, "pred_masks": masks})
+            outs.append(self.heads(output, mask_features, i + 1))
         final = dict(outs[-1])
         final["aux_outputs"] = outs[:-1]
         return final
