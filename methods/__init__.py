@@ -1,1 +1,5 @@
-"""Reference implementations of the methods ovbench reproduces (GKC, EZSD)."""
+"""Reference implementations of the methods ovbench reproduces (GKC, EZSD). Importing the package
+registers their training methods with ``ovbench train``."""
+from methods.gkc import training as gkc_training
+
+__all__ = ["gkc_training"]

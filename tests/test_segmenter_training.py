@@ -76,7 +76,8 @@ def test_training_set_maps_base_classes_and_never_shows_novel(world):
     assert len(data) == TINY.train_images
     seen = set()
     for i in range(len(data)):
-        image, label = data[(i, 0)]
+        image, label, index = data[(i, 0)]
+        assert index == i
         assert image.shape == (3, 64, 64) and image.dtype == torch.uint8 and label.shape == (64, 64)
         seen |= set(label.unique().tolist())
     assert seen <= set(range(len(ids))) | {255} and len(seen) > 2
@@ -98,7 +99,8 @@ def test_segments_from_labels():
 
 def test_loss_parts_sum_to_the_criterion_total():
     run = load_run_config(NAIVE_SYNTH, FAST)
-    net, text, _, _ = build_for_training(run, NAIVE_SYNTH.parent)
+    setup = build_for_training(run, NAIVE_SYNTH.parent)
+    net, text = setup.net, setup.text
     images = torch.randint(0, 255, (2, 3, 64, 64), dtype=torch.uint8)
     labels = torch.full((2, 64, 64), 255)
     labels[0, :32], labels[1, 10:40, 5:50] = 1, 3
@@ -195,7 +197,8 @@ def test_paper_scale_config_builds_and_takes_one_step_at_reduced_size():
     assert (run.model.num_queries, run.model.dec_layers, run.data.crop_size, run.train.iterations,
             run.train.lr, run.train.global_batch_size) == (100, 9, 512, 50000, 3e-4, 56)
     assert run.model.clip["name"] == "RN50" and run.data.classes == "all" and run.train.amp
-    net, text, ids, _ = build_for_training(run, NAIVE_RN50.parent)
+    setup = build_for_training(run, NAIVE_RN50.parent)
+    net, text, ids = setup.net, setup.text, setup.class_ids
     assert len(ids) == 133 and text.shape == (133, 1024)
     images = torch.randint(0, 255, (1, 3, 64, 64), dtype=torch.uint8)
     labels = torch.full((1, 64, 64), 255)
@@ -214,7 +217,8 @@ def test_paper_scale_training_step_and_inference_on_gpu(tmp_path):
     from ovbench.engine.trainer import Trainer
     from ovbench.models.segmenter.ov_segmenter import save_model_file
     run = load_run_config(NAIVE_RN50, ["model.clip.pretrained=null"])
-    net, text, _, names = build_for_training(run, NAIVE_RN50.parent)
+    setup = build_for_training(run, NAIVE_RN50.parent)
+    net, text, names = setup.net, setup.text, setup.names
     cfg = dataclasses.replace(run.train, iterations=1, global_batch_size=2, warmup_iterations=0, milestones=(),
                               output_dir=str(tmp_path / "run"), num_workers=0)
     labels = torch.full((2, 512, 512), 255)

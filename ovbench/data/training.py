@@ -47,7 +47,7 @@ def vocabulary_lookup(protocol: Protocol, class_ids: Sequence[int], ignore: int 
 
 
 class SemsegTrainingSet(Dataset):
-    """``(image uint8 (3, S, S) tensor, label int64 (S, S) tensor)`` crops of the ``split`` images of
+    """``(image uint8 (3, S, S) tensor, label int64 (S, S) tensor, index)`` crops of the ``split`` images of
     ``protocol`` below ``data_root``; labels hold indices into ``class_ids`` (the training vocabulary) and
     255 elsewhere (other classes, the protocol's ignore label, padding). Augmentation follows
     :func:`ovbench.data.augment.augment`, drawn from a generator seeded by ``(seed, index, epoch)``:
@@ -98,16 +98,18 @@ class SemsegTrainingSet(Dataset):
                                f"{image.shape[:2]}; labels are single-channel class-index PNGs of the image's size")
         return image, label
 
-    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, int]:
         index, epoch = key if isinstance(key, tuple) else (key, 0)
         image, label = self.read(index)
         rng = np.random.default_rng([self.seed, index, epoch])
         mapped = self.lookup[label.astype(np.int64)]
         image, mapped = augment(image, mapped.astype(np.uint8), self.crop_size, self.scale_range, self.flip, 255, rng)
         return (torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1),
-                torch.from_numpy(mapped.astype(np.int64)))
+                torch.from_numpy(mapped.astype(np.int64)), index)
 
 
-def collate(samples: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack ``(image (3, S, S) uint8, label (S, S) int64)`` samples into ``(B, 3, S, S)``, ``(B, S, S)``."""
-    return torch.stack([s[0] for s in samples]), torch.stack([s[1] for s in samples])
+def collate(samples: Sequence[tuple[torch.Tensor, torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Stack ``(image (3, S, S) uint8, label (S, S) int64, sample index)`` samples into images
+    ``(B, 3, S, S)``, labels ``(B, S, S)`` and indices ``(B,)`` (which image of the set each crop is)."""
+    return (torch.stack([s[0] for s in samples]), torch.stack([s[1] for s in samples]),
+            torch.tensor([s[2] for s in samples], dtype=torch.int64))

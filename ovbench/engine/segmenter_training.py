@@ -1,11 +1,17 @@
 """Training a segmenter from one config file (``ovbench train CONFIG``).
 
-A run config has four sections::
+A run config has four sections and an optional fifth::
 
     name: naive-finetune            # the model's name in records and tables
     model: {kind: segmenter, ...}   # a SegmenterSpec
     data: {protocol: synth-ov, split: train, classes: base, crop_size: 128, ...}   # a DataSpec
     train: {iterations: ..., global_batch_size: ..., lr: ...}                      # a TrainConfig
+    method: {kind: gkc, ...}        # a training method's own settings (absent: plain set losses)
+
+Training methods (GKC's text diversification and distillation, …) register with
+:func:`register_training_method` from the ``methods`` package; a method supplies the module to
+optimise (the segmenter plus its training-only heads) and the loss function, and gives back the
+plain segmenter for ``model.pt`` — inference never runs a method's training-only parts.
 
 The training vocabulary is the protocol's ``classes`` (``base``: open-vocabulary training, the novel
 classes stay unlabelled; ``all``: every class, e.g. COCO-Panoptic for cross-dataset evaluation), one
@@ -15,9 +21,10 @@ end, ``model.pt`` (see :mod:`ovbench.models.segmenter.ov_segmenter`) and ``confi
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 import yaml
@@ -30,6 +37,7 @@ from ovbench.errors import OvbenchError
 from ovbench.models.segmenter.losses import Segment, loss_kind
 from ovbench.models.segmenter.model import Segmenter
 from ovbench.models.segmenter.ov_segmenter import save_model_file
+from ovbench.models.clip import Clip
 from ovbench.models.segmenter.spec import SegmenterSpec, build_segmenter, normalize_images
 from ovbench.models.zoo import clip_from_config, resolve_weights
 from ovbench.protocols import Protocol, get_protocol
@@ -67,26 +75,33 @@ class RunConfig:
     model: SegmenterSpec
     data: DataSpec
     train: TrainConfig
+    method: Mapping[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> "RunConfig":
-        unknown = sorted(set(raw) - {"name", "model", "data", "train"})
+        unknown = sorted(set(raw) - {"name", "model", "data", "train", "method"})
         missing = sorted({"name", "model", "data", "train"} - set(raw))
         if unknown or missing:
-            raise OvbenchError(f"a run config has the sections name, model, data, train; "
-                               f"unknown: {unknown}, missing: {missing}")
+            raise OvbenchError(f"a run config has the sections name, model, data, train (and optionally "
+                               f"method); unknown: {unknown}, missing: {missing}")
+        method = raw.get("method")
+        if method is not None and (not isinstance(method, Mapping) or "kind" not in method):
+            raise OvbenchError(f"the method section needs a 'kind' ({', '.join(training_methods())}), got {method!r}")
         if raw["model"].get("kind", "segmenter") != "segmenter":
             raise OvbenchError(f"ovbench train trains kind 'segmenter' models, got {raw['model'].get('kind')!r}")
         data_keys = {f.name for f in dataclasses.fields(DataSpec)}
         if set(raw["data"]) - data_keys:
             raise OvbenchError(f"unknown data key(s) {sorted(set(raw['data']) - data_keys)}; known: {sorted(data_keys)}")
         return cls(name=str(raw["name"]), model=SegmenterSpec.from_dict(raw["model"]), data=DataSpec(**raw["data"]),
-                   train=TrainConfig.from_dict(raw["train"]))
+                   train=TrainConfig.from_dict(raw["train"]), method=dict(method) if method is not None else None)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self.data)
         data["scale_range"] = list(self.data.scale_range)
-        return {"name": self.name, "model": self.model.to_dict(), "data": data, "train": self.train.to_dict()}
+        out = {"name": self.name, "model": self.model.to_dict(), "data": data, "train": self.train.to_dict()}
+        if self.method is not None:
+            out["method"] = dict(self.method)
+        return out
 
 
 def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
@@ -157,11 +172,75 @@ class SegmenterLoss:
     def __init__(self, text: torch.Tensor, normalization: str) -> None:
         self.text, self.normalization = text, normalization
 
-    def __call__(self, model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
-        images, labels = batch
+    def __call__(self, model: torch.nn.Module, batch: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+        images, labels = batch[0], batch[1]
         out = model(normalize_images(images, self.normalization), self.text.to(images.device))
         criterion = (model.module if hasattr(model, "module") else model).criterion
         return weighted_by_kind(criterion(out, segments_from_labels(labels)), criterion.weights)
+
+
+@dataclass
+class TrainingSetup:
+    """What every training method starts from: the seeded network, the CLIP (text tower; the trunk
+    when the spec says so), the frozen text embeddings ``(K, D)`` of the training names, the
+    training classes' protocol ids and names, the training set and the folder relative paths start from."""
+
+    run: RunConfig
+    net: Segmenter
+    clip: Clip
+    text: torch.Tensor
+    class_ids: list[int]
+    names: list[str]
+    dataset: SemsegTrainingSet | None
+    base_dir: Path
+
+
+@dataclass
+class TrainingParts:
+    """What a training method hands the engine: ``module`` (optimised; the segmenter's parameter names
+    must keep their prefixes, e.g. ``trunk.``), ``loss_fn(module, batch)`` and ``segmenter()``, the
+    plain :class:`Segmenter` that ``model.pt`` keeps."""
+
+    module: torch.nn.Module
+    loss_fn: Callable[[torch.nn.Module, Any], dict[str, torch.Tensor]]
+    segmenter: Callable[[], Segmenter]
+
+
+MethodFactory = Callable[[Mapping[str, Any], TrainingSetup], TrainingParts]
+_METHODS: dict[str, MethodFactory] = {}
+#: Packages whose import registers training methods.
+METHOD_PACKAGES = ("methods",)
+
+
+def register_training_method(kind: str) -> Callable[[MethodFactory], MethodFactory]:
+    """Decorator: ``factory(method_section, setup) -> TrainingParts`` trains runs whose ``method.kind`` is ``kind``."""
+    def wrap(factory: MethodFactory) -> MethodFactory:
+        _METHODS[kind] = factory
+        return factory
+    return wrap
+
+
+def training_methods() -> list[str]:
+    """The registered method kinds (after importing the method packages)."""
+    for package in METHOD_PACKAGES:
+        importlib.import_module(package)
+    return sorted(_METHODS)
+
+
+def plain_training(setup: TrainingSetup) -> TrainingParts:
+    """No method section: the segmenter with its set losses (the naive fine-tune)."""
+    return TrainingParts(setup.net, SegmenterLoss(setup.text, setup.run.model.normalization), lambda: setup.net)
+
+
+def training_parts(setup: TrainingSetup) -> TrainingParts:
+    """The parts of ``setup.run``'s method (plain training when it has none)."""
+    method = setup.run.method
+    if method is None:
+        return plain_training(setup)
+    kinds = training_methods()
+    if method["kind"] not in _METHODS:
+        raise OvbenchError(f"unknown training method {method['kind']!r}; known: {', '.join(kinds)}")
+    return _METHODS[method["kind"]](method, setup)
 
 
 def _absolute_clip(spec: SegmenterSpec, base_dir: Path) -> SegmenterSpec:
@@ -172,13 +251,19 @@ def _absolute_clip(spec: SegmenterSpec, base_dir: Path) -> SegmenterSpec:
     return dataclasses.replace(spec, clip={**spec.clip, "pretrained": str(resolve_weights(pretrained, base_dir).resolve())})
 
 
-def build_for_training(run: RunConfig, base_dir: Path) -> tuple[Segmenter, torch.Tensor, list[int], list[str]]:
-    """Seeded network, frozen text embeddings ``(K, D)`` of the training names, class ids and names."""
+def build_for_training(run: RunConfig, base_dir: Path, data_root: Path | str | None = None) -> TrainingSetup:
+    """Seeded network and text embeddings, and the training set when ``data_root`` is given."""
     seed_everything(run.train.seed)
     clip = clip_from_config(run.model.clip, base_dir)
     net = build_segmenter(run.model, clip, base_dir)
-    class_ids, names = training_vocabulary(get_protocol(run.data.protocol), run.data.classes)
-    return net, clip.encode_text(names, run.model.template), class_ids, names
+    protocol = get_protocol(run.data.protocol)
+    class_ids, names = training_vocabulary(protocol, run.data.classes)
+    d = run.data
+    dataset = None if data_root is None else SemsegTrainingSet(
+        protocol, data_root, class_ids, split=d.split, crop_size=d.crop_size, scale_range=d.scale_range,
+        flip=d.flip, images=d.images, labels=d.labels, seed=run.train.seed)
+    return TrainingSetup(run, net, clip, clip.encode_text(names, run.model.template), class_ids, names, dataset,
+                         Path(base_dir))
 
 
 def train_segmenter(run: RunConfig, data_root: Path | str, output_dir: Path | str, base_dir: Path | str = ".",
@@ -187,18 +272,14 @@ def train_segmenter(run: RunConfig, data_root: Path | str, output_dir: Path | st
     base_dir, output_dir = Path(base_dir), Path(output_dir)
     run = dataclasses.replace(run, model=_absolute_clip(run.model, base_dir),
                               train=dataclasses.replace(run.train, output_dir=str(output_dir)))
-    net, text, class_ids, names = build_for_training(run, base_dir)
-    protocol = get_protocol(run.data.protocol)
-    d = run.data
-    dataset = SemsegTrainingSet(protocol, data_root, class_ids, split=d.split, crop_size=d.crop_size,
-                                scale_range=d.scale_range, flip=d.flip, images=d.images, labels=d.labels,
-                                seed=run.train.seed)
-    trainer = Trainer(net, SegmenterLoss(text, run.model.normalization), dataset, run.train, collate_fn=collate,
-                      progress=progress)
+    setup = build_for_training(run, base_dir, data_root)
+    parts = training_parts(setup)
+    trainer = Trainer(parts.module, parts.loss_fn, setup.dataset, run.train, collate_fn=collate, progress=progress)
     last = trainer.train(resume=resume)
     if trainer.rank != 0:
         return output_dir / "model.pt"
     atomic_write_text(output_dir / "config.yaml", yaml.safe_dump(run.to_dict(), sort_keys=False))
-    summary = {"name": run.name, "iterations": run.train.iterations, "training_images": len(dataset),
-               "protocol": protocol.id, "split": d.split, "classes": d.classes, "last_log": last}
-    return save_model_file(output_dir / "model.pt", trainer.module, run.model, names, summary)
+    summary = {"name": run.name, "iterations": run.train.iterations, "training_images": len(setup.dataset),
+               "protocol": run.data.protocol, "split": run.data.split, "classes": run.data.classes,
+               "method": dict(run.method) if run.method else None, "last_log": last}
+    return save_model_file(output_dir / "model.pt", parts.segmenter(), run.model, setup.names, summary)
