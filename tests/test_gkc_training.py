@@ -87,3 +87,24 @@ def test_gkc_trains_and_saves_the_plain_segmenter(world, tmp_path, overrides, pr
     assert state["summary"]["method"]["kind"] == "gkc"
     model = load_model_file(out / "model.pt")
     assert model.name == "gkc" and model.counters() == {"clip_image_forwards": 0}
+
+
+def test_paper_scale_gkc_config_takes_one_step_at_reduced_size():
+    from ovbench.engine.segmenter_training import build_for_training, load_run_config, training_parts
+    config = REPO / "methods/gkc/configs/coco-panoptic-rn50.yaml"
+    run = load_run_config(config, ["model.clip.pretrained=null"])
+    assert (run.model.num_queries, run.data.crop_size, run.train.iterations, run.train.lr,
+            run.train.global_batch_size, run.method["kd_weight"]) == (100, 512, 50000, 3e-4, 56, 2.0)
+    setup = build_for_training(run, config.parent)
+    parts = training_parts(setup)
+    images = torch.randint(0, 255, (2, 3, 64, 64), dtype=torch.uint8)
+    labels = torch.full((2, 64, 64), 255)
+    labels[0, :32], labels[0, 32:], labels[1, 8:40, 8:40] = 3, 7, 5
+    torch.manual_seed(0)
+    losses = parts.loss_fn(parts.module, (images, labels, torch.tensor([0, 1])))
+    assert {"loss_ce", "loss_mask", "loss_dice", "loss_syn", "loss_kd"} <= set(losses)
+    sum(losses.values()).backward()
+    head = parts.module.tgkd
+    assert head.alpha.grad is not None and all(p.grad is not None for p in head.projections.parameters())
+    assert len(head.projections) == 10 and head.projections[0].out_features == 1024
+    assert not any(k.startswith("tgkd.") for k in parts.segmenter().state_dict())

@@ -331,3 +331,28 @@ def test_speed_columns_join_reproduced_rows_by_method():
     assert out["images_per_s.cpu"].tolist()[0] == 50.0 and out["images_per_s.H100"].tolist()[0] == 500.0
     assert out["images_per_s.cpu"].isna().tolist() == [False, True, True]
     assert "images_per_s.cpu" not in full.columns
+
+
+def test_study_records_get_their_own_mean_std_table(tmp_path):
+    def study_record(variant: str, seed: int, miou: float, order: int) -> dict:
+        rec = result(f"{variant}/seed{seed}", "reproduced", f"2026-11-23T10:00:0{seed}Z",
+                     {"mIoU": miou, "mIoU_base": miou + 10, "mIoU_novel": miou - 10, "hIoU": miou / 2})
+        rec["config"] = {"study": {"name": "abl", "variant": variant, "seed": seed, "order": order},
+                         "images_per_s": 10.0 * (seed + 1)}
+        return rec
+
+    for seed, miou in enumerate((40.0, 42.0, 47.0)):
+        write_result_record(tmp_path, study_record("gkc", seed, miou, 1))
+    write_result_record(tmp_path, study_record("naive", 0, 30.0, 0))
+    write_result_record(tmp_path, result("plain", "reproduced", "2026-11-23T10:00:00Z",
+                                         {"mIoU": 50.0, "mIoU_base": 60.0, "mIoU_novel": 5.0, "hIoU": 9.0}))
+    build_leaderboards(tmp_path, tmp_path / "tables")
+    main_md = (tmp_path / "tables" / "synth-ov.md").read_text()
+    assert "| plain |" in main_md and "gkc/seed" not in main_md
+    study = pd.read_csv(tmp_path / "tables" / "synth-ov__abl.csv")
+    assert study["variant"].tolist() == ["naive", "gkc"] and study["seeds"].tolist() == [1, 3]
+    gkc = study.iloc[1]
+    assert gkc["mIoU.mean"] == pytest.approx(43.0) and gkc["mIoU.std"] == pytest.approx(3.605551, abs=1e-6)
+    assert gkc["images_per_s.mean"] == pytest.approx(20.0) and study.iloc[0]["mIoU.std"] == 0.0
+    page = (tmp_path / "tables" / "synth-ov__abl.md").read_text()
+    assert "| gkc | 3 | 43.0 ± 3.6 | 53.0 ± 3.6 | 33.0 ± 3.6 | 21.5 ± 1.8 |" in page

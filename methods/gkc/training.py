@@ -153,7 +153,7 @@ class GKCLoss:
     criterion (weighted per loss kind)."""
 
     def __init__(self, settings: GKCSettings, text: torch.Tensor, sampler: SynonymSampler,
-                 teacher: Clip | None, normalization: str, image_ids: Sequence[str]) -> None:
+                 teacher: Clip | None, normalization: str, image_ids: Sequence[str] | None) -> None:
         self.settings, self.text, self.sampler, self.teacher = settings, text, sampler, teacher
         self.normalization, self.image_ids = normalization, image_ids
 
@@ -162,7 +162,7 @@ class GKCLoss:
         device = images.device
         net = model.module if hasattr(model, "module") else model
         segments = segments_from_labels(labels)
-        ids = [self.image_ids[int(i)] for i in index]
+        ids = [self.image_ids[int(i)] if self.image_ids is not None else "" for i in index]
         drawn = ([[self.sampler.draw(k, (iid, k)) for k, _ in segs] for iid, segs in zip(ids, segments)]
                  if self.settings.syn_weight > 0 else None)
         syn_text = None
@@ -246,5 +246,6 @@ def gkc_training(section: Mapping[str, Any], setup: TrainingSetup) -> TrainingPa
             del net.tgkd
         return net
 
-    loss = GKCLoss(settings, setup.text, sampler, teacher, spec.normalization, setup.dataset.ids)
+    ids = setup.dataset.ids if setup.dataset is not None else None
+    loss = GKCLoss(settings, setup.text, sampler, teacher, spec.normalization, ids)
     return TrainingParts(net, loss, segmenter)
