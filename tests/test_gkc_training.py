@@ -108,3 +108,18 @@ def test_paper_scale_gkc_config_takes_one_step_at_reduced_size():
     assert head.alpha.grad is not None and all(p.grad is not None for p in head.projections.parameters())
     assert len(head.projections) == 10 and head.projections[0].out_features == 1024
     assert not any(k.startswith("tgkd.") for k in parts.segmenter().state_dict())
+
+
+def test_ablation_runner_records_a_study(world, tmp_path, capsys):
+    import pandas as pd
+
+    from methods.gkc.ablation import VARIANTS, run_ablation
+    records = run_ablation(world, tmp_path / "runs", tmp_path / "lb", seeds=[0], overrides=FAST,
+                           study="abl", progress=False)
+    assert len(records) == len(VARIANTS)
+    table = pd.read_csv(tmp_path / "lb" / "tables" / "synth-ov__abl.csv")
+    assert table["variant"].tolist() == [v.name for v in VARIANTS] and set(table["seeds"]) == {1}
+    assert "GKC (both) seed 0: mIoU" in capsys.readouterr().out
+    again = run_ablation(world, tmp_path / "runs", tmp_path / "lb", seeds=[0], overrides=FAST, study="abl",
+                         progress=False)                            # trained runs are reused
+    assert len(again) == len(records)
