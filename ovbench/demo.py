@@ -7,6 +7,7 @@ leaderboard -> print the table and where the plots are. Runs in a few minutes on
 """
 from __future__ import annotations
 
+import importlib
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -23,14 +24,16 @@ from ovbench.records.store import SPEED_SCHEMA, write_speed_record
 from ovbench.synth import generate_world, read_world
 
 PROTOCOL_ID = "synth-ov"
-#: Baseline models the demo runs: (name, model file (``.pt``) or model config (``.yaml``) relative to
-#: the ``baselines`` package, how its weights came about).
+#: Models the demo runs: (name, package, model file (``.pt``) or model config (``.yaml``) relative to
+#: that package, how its weights came about).
 DEMO_MODELS = (
-    ("naive-finetune", "naive_finetune/weights/synth-ov.pt",
+    ("naive-finetune", "baselines", "naive_finetune/weights/synth-ov.pt",
      "trained by `ovbench train baselines/naive_finetune/configs/synth-ov.yaml` on synth-ov train, base classes"),
-    ("two-stage", "two_stage/configs/synth-ov.yaml",
+    ("two-stage", "baselines", "two_stage/configs/synth-ov.yaml",
      "the naive fine-tuned segmenter's masks, each crop classified by the frozen tiny CLIP (no training)"),
-    ("maskclip", "maskclip/configs/synth-ov.yaml", "training-free: the tiny CLIP's dense features"),
+    ("maskclip", "baselines", "maskclip/configs/synth-ov.yaml", "training-free: the tiny CLIP's dense features"),
+    ("gkc", "methods", "gkc/weights/synth-ov.pt",
+     "trained by `ovbench train methods/gkc/configs/synth-ov.yaml` on synth-ov train, base classes"),
 )
 
 
@@ -64,7 +67,7 @@ def speed_record(method: str, latencies_s: list[float], image_size: str) -> dict
 def demo_methods() -> list[str]:
     """Every row the demo can run: the reference predictors, then :data:`DEMO_MODELS`."""
     from baselines.reference import PREDICTORS
-    return sorted(PREDICTORS) + [name for name, _, _ in DEMO_MODELS]
+    return sorted(PREDICTORS) + [name for name, _, _, _ in DEMO_MODELS]
 
 
 def run_demo(workdir: Path, root: Path | None = None, seed: int = 0, bootstrap: int = 1000,
@@ -72,8 +75,7 @@ def run_demo(workdir: Path, root: Path | None = None, seed: int = 0, bootstrap: 
              only: Sequence[str] | None = None) -> DemoReport:
     """Run the demo in ``workdir``; records go under ``root`` (default ``workdir/leaderboards``);
     ``only`` restricts it to those rows (names from :func:`demo_methods`)."""
-    import baselines  # models stay out of ovbench's import graph until the demo runs
-    from baselines.reference import PREDICTORS
+    from baselines.reference import PREDICTORS  # models stay out of ovbench's import graph until the demo runs
     from ovbench.inference import predict_protocol
     from ovbench.models.zoo import load_model
 
@@ -119,16 +121,15 @@ def run_demo(workdir: Path, root: Path | None = None, seed: int = 0, bootstrap: 
         record(name, pred_dir, latencies, {"predictor": name, "trained_on": f"{PROTOCOL_ID} train, base classes only",
                                            "fit_seconds": round(fit_s, 2)})
 
-    package = Path(baselines.__file__).parent
-    for name, relative, provenance in DEMO_MODELS:
+    for name, package, relative, provenance in DEMO_MODELS:
         if name not in chosen:
             continue
-        path = package / relative
+        path = Path(importlib.import_module(package).__file__).parent / relative
         model = load_model(path)
         log(f"[2/4] {name}: {provenance}; predicting val")
         pred_dir = workdir / "predictions" / name
         run = predict_protocol(model, protocol, world, pred_dir, overwrite=True, progress=progress)
-        config = {"model": f"baselines/{relative}", "weights": provenance,
+        config = {"model": f"{package}/{relative}", "weights": provenance,
                   **{f"{k}_per_image": run.per_image(k) for k in run.counters if k != "images"}}
         record(name, pred_dir, run.latencies_s, config)
 

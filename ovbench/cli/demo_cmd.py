@@ -12,7 +12,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="world seed")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs")
     p.add_argument("--only", action="append", metavar="NAME",
-                   help="run only this row (repeatable): pixel-colour, pixel-texture, naive-finetune, two-stage, maskclip")
+                   help="run only this row (repeatable): pixel-colour, pixel-texture, naive-finetune, two-stage, maskclip, gkc")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
