@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from methods.gkc.distillation import TGKDHead, region_crops, subsample, tgkd_loss
+from ovbench.engine.distributed import default_device
 from ovbench.engine.segmenter_training import (TrainingParts, TrainingSetup, register_training_method,
                                                segments_from_labels, weighted_by_kind)
 from ovbench.errors import OvbenchError
@@ -231,7 +232,7 @@ def gkc_training(section: Mapping[str, Any], setup: TrainingSetup) -> TrainingPa
                              filtered_synonyms(settings, setup))
     teacher, head = None, None
     if settings.kd_weight > 0:
-        teacher = clip_from_config(settings.teacher or spec.clip, setup.base_dir)
+        teacher = clip_from_config(settings.teacher or spec.clip, setup.base_dir, device=str(default_device()))
         teacher.model.eval()  # GKC leaves its RN50 teacher's BatchNorm in train mode (spec §4.1); frozen here
         teacher.model.requires_grad_(False)
         head = TGKDHead(spec.hidden_dim, teacher.embed_dim, len(net.transformer_decoder.embed_proj))
