@@ -327,8 +327,10 @@ def test_speed_columns_join_reproduced_rows_by_method():
               {"method": "a", "device": {"class": "H100"}, "latency_ms": {"median": 2.0}},
               {"method": "c", "device": {"class": "H200"}, "latency_ms": {"median": 1.0}}]
     out = add_speed(full, speeds)
-    assert list(out.columns) == ["method", "source", "images_per_s.H100", "images_per_s.cpu"]
+    assert list(out.columns) == ["method", "source", "latency_ms.H100", "images_per_s.H100", "latency_ms.cpu",
+                                 "images_per_s.cpu"]
     assert out["images_per_s.cpu"].tolist()[0] == 50.0 and out["images_per_s.H100"].tolist()[0] == 500.0
+    assert out["latency_ms.cpu"].tolist()[0] == 20.0 and out["latency_ms.H100"].tolist()[0] == 2.0
     assert out["images_per_s.cpu"].isna().tolist() == [False, True, True]
     assert "images_per_s.cpu" not in full.columns
 

@@ -18,7 +18,7 @@ from baselines.two_stage.crops import crop_batches, image_tensor, mask_box, regi
 from baselines.two_stage.ensemble import (class_clip_weights, clip_class_probs, geometric_ensemble,
                                           seen_classes, semantic_map)
 from ovbench.errors import OvbenchError
-from ovbench.models.api import SemanticSegmenter
+from ovbench.models.api import StagedSegmenter
 from ovbench.models.clip import CLIP_MEAN, CLIP_STD, Clip
 from ovbench.models.zoo import build_model
 
@@ -26,7 +26,7 @@ TINY_WEIGHTS = Path(__file__).resolve().parents[1] / "ovbench" / "models" / "wei
 SHIPPED_CONFIG = Path(__file__).resolve().parents[1] / "baselines" / "two_stage" / "configs" / "synth-ov.yaml"
 
 
-class FakeProposer(SemanticSegmenter):
+class FakeProposer(StagedSegmenter):
     """Fixed class and mask probabilities; ``training_names`` as given."""
 
     name = "fake-proposer"
@@ -39,12 +39,27 @@ class FakeProposer(SemanticSegmenter):
     def set_vocabulary(self, class_names):
         self.vocabulary = [list(c) for c in class_names]
 
-    def mask_scores(self, image):
-        assert image.shape[:2] == self.mask_prob.shape[1:]
-        return self.class_probs, self.mask_prob
+    def preprocess(self, image):
+        return {"size": image.shape[:2]}
 
-    def predict(self, image):
-        return semantic_map(self.class_probs, self.mask_prob).argmax(0).numpy()
+    def forward(self, inputs):
+        return dict(inputs)
+
+    def mask_probabilities(self, outputs, image_size):
+        assert tuple(outputs["size"]) == tuple(image_size) == self.mask_prob.shape[1:]
+        return self.class_probs[None], self.mask_prob[None]
+
+    def postprocess(self, outputs, image_size):
+        return [semantic_map(self.class_probs, self.mask_prob).argmax(0).numpy()]
+
+    def towers(self):
+        return {"image": [], "text": []}
+
+    def to(self, device):
+        return self
+
+    def clear_text_cache(self):
+        pass
 
 
 class StubClip:
@@ -248,11 +263,11 @@ def test_predict_end_to_end_with_the_tiny_clip(tiny_clip):
         model.predict(np.zeros((h, w), dtype=np.uint8))
 
 
-def test_predict_needs_a_vocabulary_and_the_proposer_needs_mask_scores(tiny_clip):
+def test_predict_needs_a_vocabulary_and_the_proposer_needs_mask_probabilities(tiny_clip):
     model = TwoStageSegmenter(FakeProposer(torch.ones(1, 2) / 2, torch.ones(1, 4, 4)), tiny_clip)
     with pytest.raises(OvbenchError, match="set_vocabulary"):
         model.predict(np.zeros((4, 4, 3), dtype=np.uint8))
-    with pytest.raises(OvbenchError, match="mask_scores"):
+    with pytest.raises(OvbenchError, match="preprocess"):
         TwoStageSegmenter(SimpleNamespace(training_names=frozenset(), set_vocabulary=print), tiny_clip)
 
 

@@ -8,10 +8,11 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ovbench.errors import OvbenchError
-from ovbench.models.api import SemanticSegmenter
-from ovbench.models.clip import Clip, to_clip_input
+from ovbench.models.api import Batch, StagedSegmenter, check_image
+from ovbench.models.clip import Clip, text_tower, to_clip_input
 from ovbench.models.prompts import templates as template_set
 from ovbench.models.segmenter.inference import max_pool_names
 from ovbench.models.zoo import clip_from_config, register_model
@@ -22,7 +23,7 @@ CONFIG_KEYS = ("kind", "clip", "templates", "input_size", "logit_scale")
 CLIP_LOGIT_SCALE = 100.0
 
 
-class MaskClipSegmenter(SemanticSegmenter):
+class MaskClipSegmenter(StagedSegmenter):
     """MaskCLIP over a :class:`Clip` (ViT or ResNet), training-free.
 
     ``templates`` names a prompt template set (:mod:`ovbench.models.prompts`); a name's text
@@ -59,22 +60,42 @@ class MaskClipSegmenter(SemanticSegmenter):
         self._owner = torch.tensor(owner, device=self.clip.device)
         self._classes = len(class_names)
 
-    def predict(self, image: np.ndarray) -> np.ndarray:
-        if self._text is None:
-            raise OvbenchError("maskclip: call set_vocabulary() before predict()")
-        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            raise OvbenchError(f"maskclip: expected a uint8 (H, W, 3) image, got "
-                               f"{getattr(image, 'dtype', type(image))} {getattr(image, 'shape', '')}")
+    def preprocess(self, image: np.ndarray) -> Batch:
+        """``{"images": (1, 3, h, w)}`` CLIP-normalised, resized to :meth:`model_size`, on CLIP's device."""
+        check_image(image, "maskclip")
         height, width = image.shape[:2]
-        x = to_clip_input(image[None])
+        x = to_clip_input(torch.from_numpy(np.array(image, copy=True))[None].to(self.clip.device))
         size = self.model_size(height, width)
         if size != (height, width):
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
-        dense = self.clip.dense_embeddings(x)
-        self._forwards += 1
-        logits = F.interpolate(self.class_logits(dense), size=(height, width), mode="bilinear",
+        return {"images": x}
+
+    @torch.no_grad()
+    def forward(self, inputs: Batch) -> Batch:
+        """``{"logits": (B, K, h / stride, w / stride)}``: :meth:`class_logits` of the dense embeddings."""
+        if self._text is None:
+            raise OvbenchError("maskclip: call set_vocabulary() before predict()")
+        images = inputs["images"]
+        self._forwards += int(images.shape[0])
+        return {"logits": self.class_logits(self.clip.dense_embeddings(images))}
+
+    def postprocess(self, outputs: Batch, image_size: tuple[int, int]) -> list[np.ndarray]:
+        """Logits upsampled bilinearly to ``image_size``, arg-maxed."""
+        logits = F.interpolate(outputs["logits"].float(), size=tuple(image_size), mode="bilinear",
                                align_corners=False)
-        return logits[0].argmax(0).cpu().numpy().astype(np.int64)
+        return list(logits.argmax(1).cpu().numpy().astype(np.int64))
+
+    def towers(self) -> dict[str, list[nn.Module]]:
+        return {"image": [self.clip.model.visual], "text": [text_tower(self.clip)]}
+
+    def to(self, device: torch.device | str) -> "MaskClipSegmenter":
+        self.clip.to(device)
+        if self._text is not None:
+            self._text, self._owner = self._text.to(device), self._owner.to(device)
+        return self
+
+    def clear_text_cache(self) -> None:
+        self.clip.clear_text_cache()
 
     def model_size(self, height: int, width: int) -> tuple[int, int]:
         """The ``(H, W)`` in pixels an image of ``height`` x ``width`` is resized to (see the class doc)."""

@@ -18,7 +18,9 @@ from ovbench.leaderboard.select import CURRENT, STALE, UNVERIFIED, Row, device_c
 
 ID_COLUMNS = ("method", "source")
 TRAILING_COLUMNS = ("stale", "citation")
-#: Prefix of the speed columns :func:`add_speed` adds (``images_per_s.<device class>``).
+#: Prefixes of the speed columns :func:`add_speed` adds (``latency_ms.<device class>``: median
+#: latency of the speed record's headline setting; ``images_per_s.<device class>``: 1000 / it).
+LATENCY_PREFIX = "latency_ms."
 SPEED_PREFIX = "images_per_s."
 
 
@@ -94,16 +96,17 @@ def full_frame(rows: Sequence[Row], view: TaskView) -> pd.DataFrame:
 
 
 def add_speed(full: pd.DataFrame, speeds: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """``full`` with a column ``images_per_s.<device class>`` (1000 / median latency in ms) for each
-    device class whose speed records match a reproduced row's method; reported rows get NaN (their
-    speed was not measured by ovbench)."""
+    """``full`` with columns ``latency_ms.<device class>`` (the speed record's median latency, ms) and
+    ``images_per_s.<device class>`` (1000 / it) for each device class whose speed records match a
+    reproduced row's method; reported rows get NaN (their speed was not measured by ovbench)."""
     out = full.copy()
     for dev in sorted({device_class(s) for s in speeds}):
-        by_method = {str(s["method"]): 1000.0 / float(s["latency_ms"]["median"])
-                     for s in speeds if device_class(s) == dev}
+        by_method = {str(s["method"]): float(s["latency_ms"]["median"]) for s in speeds if device_class(s) == dev}
         col = [by_method.get(m) if src == "reproduced" else None for m, src in zip(out["method"], out["source"])]
         if any(v is not None for v in col):
-            out[SPEED_PREFIX + dev] = pd.Series(col, index=out.index, dtype="float64")
+            latency = pd.Series(col, index=out.index, dtype="float64")
+            out[LATENCY_PREFIX + dev] = latency
+            out[SPEED_PREFIX + dev] = 1000.0 / latency
     return out
 
 
@@ -111,7 +114,7 @@ def display_frame(full: pd.DataFrame, view: TaskView, style: Style = MARKDOWN) -
     """The table a reader sees: method, source, the view's metrics as text, stale, citation.
 
     Optional columns (e.g. the confidence interval) appear only when some row has a value; speed
-    columns (:func:`add_speed`) follow the metrics as ``img/s (<device class>)``.
+    columns (:func:`add_speed`) follow the metrics as ``ms (<device class>)`` and ``img/s (<device class>)``.
     """
     out: dict[str, list[str]] = {c: full[c].astype(str).tolist() for c in ID_COLUMNS}
     for c in view.columns:
@@ -126,8 +129,10 @@ def display_frame(full: pd.DataFrame, view: TaskView, style: Style = MARKDOWN) -
             if c.optional and col.isna().all():
                 continue
             out[c.label] = [style.number(v) for v in col]
-    for key in (k for k in full.columns if k.startswith(SPEED_PREFIX)):
-        out[f"img/s ({key[len(SPEED_PREFIX):]})"] = [style.number(v) for v in full[key]]
+    for key in (k for k in full.columns if k.startswith(LATENCY_PREFIX)):
+        dev = key[len(LATENCY_PREFIX):]
+        out[f"ms ({dev})"] = [style.number(v) for v in full[key]]
+        out[f"img/s ({dev})"] = [style.number(v) for v in full[SPEED_PREFIX + dev]]
     out["stale"] = [style.marks.get(s, s) for s in full["status"]]
     out["citation"] = [c if isinstance(c, str) and c else style.missing for c in full["citation"]]
     return pd.DataFrame(out, columns=list(out))

@@ -40,8 +40,8 @@ def to_clip_input(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 ``(B, H, W, 3)`` → CLIP-normalised float32 ``(B, 3, H, W)``."""
     x = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.asarray(images, dtype=np.float32))
     x = x.permute(0, 3, 1, 2).float().div(255.0)
-    mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+    mean = torch.tensor(CLIP_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD, device=x.device).view(1, 3, 1, 1)
     return (x - mean) / std
 
 
@@ -103,6 +103,16 @@ class Clip:
         self.device = torch.device(device)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._memory: dict[str, np.ndarray] = {}
+
+    def to(self, device: torch.device | str) -> "Clip":
+        """Move the model to ``device`` (cached text embeddings stay on the CPU); returns ``self``."""
+        self.model.to(device)
+        self.device = torch.device(device)
+        return self
+
+    def clear_text_cache(self) -> None:
+        """Forget the in-memory text embeddings (a ``cache_dir`` on disk is kept)."""
+        self._memory.clear()
 
     @property
     def embed_dim(self) -> int:
@@ -259,6 +269,25 @@ class Clip:
     @property
     def is_resnet(self) -> bool:
         return hasattr(self.model.visual, "attnpool")
+
+
+class ClipTextTower(nn.Module):
+    """The text side of an open_clip model (every child but ``visual``, and the model's own
+    parameters such as the positional embedding and text projection), sharing the model's tensors;
+    for counting and inspecting it apart from the image tower."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        for name, child in model.named_children():
+            if name != "visual":
+                self.add_module(name, child)
+        for name, param in model.named_parameters(recurse=False):
+            self.register_parameter(name, param)
+
+
+def text_tower(clip: "Clip") -> ClipTextTower:
+    """:class:`ClipTextTower` of ``clip``'s model."""
+    return ClipTextTower(clip.model)
 
 
 def vit_positional_embedding(visual: nn.Module, grid: tuple[int, int]) -> torch.Tensor:

@@ -20,6 +20,8 @@ from ovbench.models.clip import Clip
 WEIGHTS_DIR = Path(__file__).with_name("weights")
 #: Packages whose import registers model builders.
 MODEL_PACKAGES = ("ovbench.models.segmenter.ov_segmenter", "baselines", "methods")
+#: Packages whose ``*/configs/*.yaml`` are the named configs (:func:`named_configs`).
+CONFIG_PACKAGES = ("baselines", "methods")
 
 Builder = Callable[[Mapping[str, Any], Path], SemanticSegmenter]
 _BUILDERS: dict[str, Builder] = {}
@@ -100,3 +102,15 @@ def load_model(path: Path | str, device: str = "cpu") -> SemanticSegmenter:
     if path.suffix == ".pt":
         return load_model_file(path, base_dir=path.parent, device=device)
     return build_model(read_model_config(path), path.parent)
+
+
+def named_configs() -> dict[str, Path]:
+    """``<package>/<config>`` -> path, for every ``configs/*.yaml`` of a baseline or method package
+    (``baselines/two_stage/configs/synth-ov.yaml`` is ``two-stage/synth-ov``): run configs and model
+    configs alike."""
+    out = {}
+    for package in CONFIG_PACKAGES:
+        root = Path(importlib.import_module(package).__file__).resolve().parent
+        for path in sorted(root.glob("*/configs/*.yaml")):
+            out[f"{path.parent.parent.name.replace('_', '-')}/{path.stem}"] = path
+    return out
