@@ -74,7 +74,7 @@ def test_measure_warms_up_then_alternates_windows_between_callables():
     timings = measure({"a": CountingCall("a", log), "b": CountingCall("b", log)}, "cpu", iterations=4, repeats=3,
                       warmup=10)
     for name in "ab":
-        assert timings[name].warmup_calls >= 10 + 5
+        assert timings[name].warmup_calls >= 10 + 2 * 5     # the minimum, then two chunks to compare
         assert [len(w) for w in timings[name].windows_ms] == [4, 4, 4]
     warm = timings["a"].warmup_calls + timings["b"].warmup_calls
     assert log[:timings["a"].warmup_calls] == ["a"] * timings["a"].warmup_calls
@@ -93,7 +93,9 @@ def test_warm_up_continues_until_the_latency_is_stable():
             time.sleep(0.004 / (1 + len(calls) // 5))
 
     n = warm_up(slowing_down, "cpu", minimum=10)
-    assert n > 10 + 5 and n == len(calls)
+    assert n > 10 + 2 * 5 and n == len(calls)
+    log: list[str] = []
+    assert warm_up(CountingCall("x", log), "cpu", minimum=1) == len(log) >= 3   # chunks of one call
 
 
 # -- settings --------------------------------------------------------------------------------------

@@ -185,7 +185,8 @@ def clip_forwards_per_image(prepared: Prepared) -> float | None:
 
 
 def mask_sweep(prepared: Prepared, counts: Sequence[int], options: ProfileOptions) -> list[dict[str, Any]]:
-    """Model-only latency against ``max_proposals`` (a fifth of the iterations, one repeat each)."""
+    """Model-only latency against ``max_proposals`` (a fifth of the iterations, one repeat each, a
+    shorter warm-up: the points are compared with each other, not recorded as headline latencies)."""
     model = prepared.target.model
     original = model.max_proposals
     out = []
@@ -194,7 +195,7 @@ def mask_sweep(prepared: Prepared, counts: Sequence[int], options: ProfileOption
             model.max_proposals = n
             forwards = clip_forwards_per_image(prepared)
             timing = measure({"m": prepared.call("model-only")}, options.device,
-                             iterations=max(5, options.iterations // 5), repeats=1, warmup=3)["m"]
+                             iterations=max(1, options.iterations // 5), repeats=1, warmup=min(3, options.warmup))["m"]
             out.append({"max_proposals": n, "clip_image_forwards_per_image": forwards,
                         "median_ms": timing.median_ms})
     finally:

@@ -18,8 +18,10 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-#: Warm-up: at least this many calls, then chunks of :data:`WARMUP_CHUNK` until the median of the last
-#: chunk is within :data:`WARMUP_TOLERANCE` of the chunk before, at most :data:`WARMUP_MAX` calls.
+#: Warm-up: at least this many calls, then chunks of :data:`WARMUP_CHUNK` calls (fewer when the minimum
+#: is smaller: ``min(WARMUP_CHUNK, max(1, minimum))``, for models that take seconds per call on a CPU)
+#: until the median of the last chunk is within :data:`WARMUP_TOLERANCE` of the chunk before, at most
+#: :data:`WARMUP_MAX` calls.
 WARMUP_MIN = 10
 WARMUP_CHUNK = 5
 WARMUP_TOLERANCE = 0.05
@@ -102,11 +104,12 @@ def warm_up(fn: Callable[[], Any], device: torch.device | str, minimum: int = WA
     if minimum > 0:
         time_window(fn, minimum, device)
         calls = minimum
-    previous = statistics.median(time_window(fn, WARMUP_CHUNK, device))
-    calls += WARMUP_CHUNK
+    chunk = min(WARMUP_CHUNK, max(1, minimum))
+    previous = statistics.median(time_window(fn, chunk, device))
+    calls += chunk
     while calls < maximum:
-        current = statistics.median(time_window(fn, WARMUP_CHUNK, device))
-        calls += WARMUP_CHUNK
+        current = statistics.median(time_window(fn, chunk, device))
+        calls += chunk
         if abs(current - previous) <= WARMUP_TOLERANCE * previous:
             break
         previous = current
