@@ -19,12 +19,10 @@ from typing import Sequence
 
 import baselines
 from ovbench.engine.segmenter_training import load_run_config, train_segmenter
-from ovbench.evaluation.semseg import evaluate_semseg_submission
-from ovbench.inference import predict_protocol
+from ovbench.inference.benchmark import evaluate_model
 from ovbench.leaderboard import build_leaderboards
 from ovbench.models.zoo import build_model, load_model, read_model_config
 from ovbench.protocols import get_protocol
-from ovbench.records.result import reproduced_record, write_record_with_per_image
 
 METHODS_DIR = Path(__file__).resolve().parent
 BASELINES_DIR = Path(baselines.__file__).resolve().parent
@@ -84,19 +82,13 @@ def run_ablation(data_root: Path, runs: Path, root: Path, seeds: Sequence[int], 
                 model = build_model(config, BASELINES_DIR / "two_stage/configs")
                 source = {"model": "baselines/two_stage/configs/synth-ov.yaml", "proposer": str(naive)}
             pred = runs / "predictions" / f"{_slug(variant.name)}-seed{seed}"
-            done = predict_protocol(model, protocol, data_root, pred, overwrite=True, progress=progress)
-            result = evaluate_semseg_submission(protocol, pred, data_root, progress=progress)
-            config = {"study": {"name": study, "variant": variant.name, "seed": seed, "order": order},
-                      "images_per_s": done.images_per_second, **source,
-                      **{f"{k}_per_image": done.per_image(k) for k in done.counters if k != "images"}}
-            inputs = {"predictions": str(pred), "predictions_sha256": result.predictions_sha256,
-                      "ground_truth_sha256": result.ground_truth_sha256, "num_images": len(result.image_ids)}
-            record = reproduced_record(f"{study}/{_slug(variant.name)}/seed{seed}", protocol, result.metrics,
-                                       inputs, config)
-            records.append(write_record_with_per_image(root, record, result.image_ids, result.per_image))
-            m = result.metrics
+            config = {"study": {"name": study, "variant": variant.name, "seed": seed, "order": order}, **source}
+            row = evaluate_model(model, protocol, data_root, pred, f"{study}/{_slug(variant.name)}/seed{seed}",
+                                 config, root, progress=progress)
+            records.append(row.record)
+            m = row.metrics
             print(f"{variant.name} seed {seed}: mIoU {m['mIoU']:.1f} base {m['mIoU_base']:.1f} "
-                  f"novel {m['mIoU_novel']:.1f} hIoU {m['hIoU']:.1f}, {done.images_per_second:.1f} img/s")
+                  f"novel {m['mIoU_novel']:.1f} hIoU {m['hIoU']:.1f}, {row.images_per_s:.1f} img/s")
     build_leaderboards(root, root / "tables")
     return records
 

@@ -61,7 +61,8 @@ def gpu_card(device: torch.device | str) -> dict[str, Any]:
 
 
 def environment_card(device: torch.device | str) -> dict[str, Any]:
-    """Versions, numerics flags and thread counts for a measurement on ``device``."""
+    """Versions, numerics flags and thread counts for a measurement on ``device``, and the host's
+    1/5/15-minute load average (other work on a shared CPU slows every measurement on it)."""
     device = torch.device(device)
     host = hardware()
     card: dict[str, Any] = {
@@ -78,6 +79,7 @@ def environment_card(device: torch.device | str) -> dict[str, Any]:
         "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "torch_threads": torch.get_num_threads(), "torch_interop_threads": torch.get_num_interop_threads(),
         "thread_env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ},
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "python": platform.python_version(), "os": host["os"], "hostname": host["hostname"],
     }
     if device.type == "cuda":
