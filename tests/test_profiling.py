@@ -92,10 +92,26 @@ def test_warm_up_continues_until_the_latency_is_stable():
             import time
             time.sleep(0.004 / (1 + len(calls) // 5))
 
-    n = warm_up(slowing_down, "cpu", minimum=10)
-    assert n > 10 + 2 * 5 and n == len(calls)
+    n, stable = warm_up(slowing_down, "cpu", minimum=10)
+    assert stable and n > 10 + 2 * 5 and n == len(calls)
     log: list[str] = []
-    assert warm_up(CountingCall("x", log), "cpu", minimum=1) == len(log) >= 3   # chunks of one call
+    n, _ = warm_up(CountingCall("x", log), "cpu", minimum=1)
+    assert n == len(log) >= 3   # chunks of one call
+
+
+def test_warm_up_gives_up_at_its_caps_and_says_so():
+    """Alternating 1 ms / 3 ms chunks never agree within 5 %: the call cap, then the time cap, stops it."""
+    import time
+    calls = []
+
+    def flapping() -> None:
+        calls.append(1)
+        time.sleep(0.001 if len(calls) % 2 else 0.003)
+
+    n, stable = warm_up(flapping, "cpu", minimum=1, maximum=12)
+    assert (n, stable) == (12, False)
+    n, stable = warm_up(flapping, "cpu", minimum=1, maximum=10 ** 6, max_seconds=0.05)
+    assert not stable and n < 100
 
 
 # -- settings --------------------------------------------------------------------------------------

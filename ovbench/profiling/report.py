@@ -34,6 +34,10 @@ def format_report(records: Sequence[Mapping[str, Any]]) -> str:
     for rec in records:
         p = rec["params"]
         lines.append(f"{rec['method']}: params {p['image'] / 1e6:.2f} M image + {p['text'] / 1e6:.2f} M text")
+        for m in rec["measurements"]:
+            if not m["latency_ms"].get("warmup_stable", True):
+                lines.append(f"  warm-up hit its cap before stabilising ({m['latency_ms']['warmup_calls']} calls): "
+                             f"{m['label']}")
         for t in rec["text_encoder"]:
             lines.append(f"  text encoder, K={t['vocab']}: {t['uncached_ms']:.1f} ms uncached, "
                          f"{t['cached_ms']:.2f} ms cached")

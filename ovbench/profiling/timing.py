@@ -21,11 +21,13 @@ import torch
 #: Warm-up: at least this many calls, then chunks of :data:`WARMUP_CHUNK` calls (fewer when the minimum
 #: is smaller: ``min(WARMUP_CHUNK, max(1, minimum))``, for models that take seconds per call on a CPU)
 #: until the median of the last chunk is within :data:`WARMUP_TOLERANCE` of the chunk before, at most
-#: :data:`WARMUP_MAX` calls.
+#: :data:`WARMUP_MAX` calls or :data:`WARMUP_MAX_SECONDS` after the minimum; whether it became stable
+#: is recorded.
 WARMUP_MIN = 10
 WARMUP_CHUNK = 5
 WARMUP_TOLERANCE = 0.05
 WARMUP_MAX = 200
+WARMUP_MAX_SECONDS = 60.0
 
 
 @dataclass
@@ -34,6 +36,7 @@ class Timing:
 
     windows_ms: list[list[float]] = field(default_factory=list)
     warmup_calls: int = 0
+    warmup_stable: bool = True
 
     @property
     def all_ms(self) -> list[float]:
@@ -49,7 +52,8 @@ class Timing:
     def summary(self) -> dict[str, Any]:
         """``median``, ``p90``, ``mean``, ``std`` (ms, over every timed call), ``cv`` (std / mean of the
         calls), ``cv_repeats`` (std / mean of the per-window medians: the stability across repeats),
-        ``repeat_medians``, ``iterations`` (per window), ``repeats`` and ``warmup_calls``."""
+        ``repeat_medians``, ``iterations`` (per window), ``repeats``, ``warmup_calls`` and
+        ``warmup_stable`` (False: the warm-up hit its call or time cap before two chunks agreed)."""
         calls = self.all_ms
         mean = statistics.fmean(calls)
         std = statistics.stdev(calls) if len(calls) > 1 else 0.0
@@ -60,7 +64,8 @@ class Timing:
                 "cv_repeats": repeat_std / statistics.fmean(medians) if medians and statistics.fmean(medians) > 0
                 else 0.0,
                 "repeat_medians": medians, "iterations": len(self.windows_ms[0]) if self.windows_ms else 0,
-                "repeats": len(self.windows_ms), "warmup_calls": self.warmup_calls}
+                "repeats": len(self.windows_ms), "warmup_calls": self.warmup_calls,
+                "warmup_stable": self.warmup_stable}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -98,22 +103,24 @@ def time_window(fn: Callable[[], Any], calls: int, device: torch.device | str) -
 
 
 def warm_up(fn: Callable[[], Any], device: torch.device | str, minimum: int = WARMUP_MIN,
-            maximum: int = WARMUP_MAX) -> int:
-    """Call ``fn`` until its latency is stable (see :data:`WARMUP_MIN`); returns the number of calls."""
+            maximum: int = WARMUP_MAX, max_seconds: float = WARMUP_MAX_SECONDS) -> tuple[int, bool]:
+    """Call ``fn`` until its latency is stable (see :data:`WARMUP_MIN`); returns the number of calls
+    and whether two consecutive chunks agreed before a cap was hit."""
     calls = 0
     if minimum > 0:
         time_window(fn, minimum, device)
         calls = minimum
     chunk = min(WARMUP_CHUNK, max(1, minimum))
+    start = time.perf_counter()
     previous = statistics.median(time_window(fn, chunk, device))
     calls += chunk
-    while calls < maximum:
+    while calls < maximum and time.perf_counter() - start < max_seconds:
         current = statistics.median(time_window(fn, chunk, device))
         calls += chunk
         if abs(current - previous) <= WARMUP_TOLERANCE * previous:
-            break
+            return calls, True
         previous = current
-    return calls
+    return calls, False
 
 
 def measure(fns: Mapping[str, Callable[[], Any]], device: torch.device | str, iterations: int = 100,
@@ -122,7 +129,10 @@ def measure(fns: Mapping[str, Callable[[], Any]], device: torch.device | str, it
     between the callables window by window; returns one :class:`Timing` per name."""
     if iterations < 1 or repeats < 1:
         raise ValueError(f"iterations and repeats must be >= 1, got {iterations} and {repeats}")
-    timings = {name: Timing(warmup_calls=warm_up(fn, device, minimum=warmup)) for name, fn in fns.items()}
+    timings = {}
+    for name, fn in fns.items():
+        calls, stable = warm_up(fn, device, minimum=warmup)
+        timings[name] = Timing(warmup_calls=calls, warmup_stable=stable)
     for _ in range(repeats):
         for name, fn in fns.items():
             timings[name].windows_ms.append(time_window(fn, iterations, device))
