@@ -1,5 +1,6 @@
 """``ovbench train CONFIG``: train a segmenter from a run config (see
-:mod:`ovbench.engine.segmenter_training`); under ``torchrun`` it trains data-parallel."""
+:mod:`ovbench.engine.segmenter_training`), or a detector when ``model.kind`` is ``detector`` (see
+:mod:`ovbench.engine.detector_training`); under ``torchrun`` it trains data-parallel."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +9,7 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a segmenter from a config (writes OUTPUT/model.pt)")
+    p = sub.add_parser("train", help="train a segmenter or detector from a config (writes OUTPUT/model.pt)")
     p.add_argument("config", type=Path, help="run config (YAML/JSON with sections name, model, data, train)")
     p.add_argument("--data-root", required=True, type=Path, help="folder holding the training split")
     p.add_argument("--output-dir", required=True, type=Path,
@@ -22,15 +23,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ovbench.engine.distributed import cleanup, init_distributed
+    from ovbench.engine.detector_training import is_detector_config, load_detector_run_config, train_detector
     from ovbench.engine.segmenter_training import load_run_config, train_segmenter
 
-    config = load_run_config(args.config, args.overrides)
+    if is_detector_config(args.config):
+        config, train = load_detector_run_config(args.config, args.overrides), train_detector
+    else:
+        config, train = load_run_config(args.config, args.overrides), train_segmenter
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed:
         init_distributed()
     try:
-        model = train_segmenter(config, args.data_root, args.output_dir, base_dir=args.config.parent,
-                                resume=args.resume, progress=not args.no_progress)
+        model = train(config, args.data_root, args.output_dir, base_dir=args.config.parent,
+                      resume=args.resume, progress=not args.no_progress)
     finally:
         if distributed:
             cleanup()

@@ -12,6 +12,7 @@ import yaml
 from ovbench.errors import OvbenchError
 
 SCHEDULES = ("poly", "cosine", "step")
+OPTIMIZERS = ("adamw", "sgd")
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class TrainConfig:
     ``poly``: ``(1 - it / iterations) ** poly_power``; ``cosine``: ``0.5 (1 + cos(pi it / iterations))``;
     ``step``: ``gamma ** (number of milestones <= it)``.
 
+    ``optimizer``: ``adamw`` (with ``betas``) or ``sgd`` (with ``momentum``, as Mask R-CNN recipes use).
     ``amp`` enables float16 autocast + GradScaler, and only on CUDA (ignored on CPU).
     ``num_workers`` is the DataLoader worker count when the data is a map-style Dataset.
     ``lr_multipliers`` maps a parameter-name prefix to a factor on ``lr`` (GKC: ``{"trunk.": 0.1}``,
@@ -53,6 +55,8 @@ class TrainConfig:
     output_dir: str = "output"
     num_workers: int = 0
     lr_multipliers: dict[str, float] = field(default_factory=dict)
+    optimizer: str = "adamw"
+    momentum: float = 0.9
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
@@ -79,6 +83,10 @@ class TrainConfig:
             problems.append(f"grad_clip must be > 0 or None, got {self.grad_clip}")
         if not all(isinstance(v, (int, float)) and v >= 0 for v in self.lr_multipliers.values()):
             problems.append(f"lr_multipliers must map name prefixes to factors >= 0, got {self.lr_multipliers}")
+        if self.optimizer not in OPTIMIZERS:
+            problems.append(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if not 0 <= self.momentum < 1:
+            problems.append(f"momentum must be in [0, 1), got {self.momentum}")
         if self.num_workers < 0:
             problems.append(f"num_workers must be >= 0, got {self.num_workers}")
         if problems:
@@ -96,8 +104,8 @@ class TrainConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise OvbenchError(f"unknown training config key(s) {unknown}; known keys: {sorted(known)}")
-        missing = sorted(f.name for f in dataclasses.fields(cls)
-                         if f.default is dataclasses.MISSING and f.name not in data)
+        missing = sorted(f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING
+                         and f.default_factory is dataclasses.MISSING and f.name not in data)
         if missing:
             raise OvbenchError(f"training config lacks required key(s) {missing}")
         return cls(**data)

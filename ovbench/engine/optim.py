@@ -1,4 +1,4 @@
-"""AdamW with decay-free norms/biases, and the per-iteration LR schedule (linear warmup × poly/cosine/step)."""
+"""AdamW or SGD with decay-free norms/biases, and the per-iteration LR schedule (linear warmup × poly/cosine/step)."""
 from __future__ import annotations
 
 import bisect
@@ -22,8 +22,9 @@ def _multiplier(name: str, multipliers: dict[str, float]) -> float:
     return float(multipliers[max(matches, key=len)]) if matches else 1.0
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW over the trainable parameters of ``model``, grouped by (weight decay, LR multiplier).
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW (``cfg.betas``) or SGD (``cfg.momentum``), as ``cfg.optimizer`` says, over the trainable
+    parameters of ``model``, grouped by (weight decay, LR multiplier).
 
     Parameters of normalisation layers (see :func:`_is_norm`) and every parameter named ``bias``
     get no weight decay — decaying scales and offsets only fights the normalisation, as in
@@ -41,10 +42,11 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
             full = f"{module_name}.{name}" if module_name else name
             decay = not (_is_norm(module) or name == "bias")
             groups.setdefault((decay, _multiplier(full, cfg.lr_multipliers)), []).append(param)
-    return torch.optim.AdamW([{"params": params, "weight_decay": cfg.weight_decay if decay else 0.0,
-                               "lr": cfg.lr * factor}
-                              for (decay, factor), params in sorted(groups.items(), key=lambda kv: (not kv[0][0], -kv[0][1]))],
-                             lr=cfg.lr, betas=cfg.betas)
+    param_groups = [{"params": params, "weight_decay": cfg.weight_decay if decay else 0.0, "lr": cfg.lr * factor}
+                    for (decay, factor), params in sorted(groups.items(), key=lambda kv: (not kv[0][0], -kv[0][1]))]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(param_groups, lr=cfg.lr, momentum=cfg.momentum)
+    return torch.optim.AdamW(param_groups, lr=cfg.lr, betas=cfg.betas)
 
 
 def lr_factor(iteration: int, cfg: TrainConfig) -> float:
