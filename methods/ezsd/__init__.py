@@ -8,7 +8,8 @@ Spec: ``/work/shared/specs/ezsd.md``. Submodules:
   and GT-crop accuracy; ``python -m methods.ezsd.renorm``;
 - :mod:`methods.ezsd.proposals`: CLIP proposals (dense anchors scored by log C − entropy, §4.1);
 - :mod:`methods.ezsd.regions`: distillation regions and their cached CLIP targets, with the
-  training-time sampler (§4.2, §4.3); ``python -m methods.ezsd.regions``.
+  training-time sampler (§4.2, §4.3); ``python -m methods.ezsd.regions``;
+- :mod:`methods.ezsd.method`: the detector training method ``ezsd`` of ``ovbench train`` (§4.3, §5).
 
 Kept import-light on purpose: import the submodules you need.
 """
