@@ -59,7 +59,7 @@ def speed_record(method: str, latencies_s: list[float], image_size: str) -> dict
     lat = _latency_summary(latencies_s)
     return {"schema": SPEED_SCHEMA, "method": method, "device": {"class": "cpu", "name": hw["cpu"]},
             "setting": {"input": image_size, "batch": 1, "precision": "fp32", "images": len(latencies_s),
-                        "measured": "model only: predict() on a decoded image, no I/O"},
+                        "measured": "predict, decoded image (no I/O)"},
             "latency_ms": lat, "images_per_s": 1000.0 / lat["mean"], "timestamp": utc_timestamp(),
             "hardware": hw, "ovbench": code_version()}
 

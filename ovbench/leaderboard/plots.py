@@ -117,9 +117,19 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     return front
 
 
-def setting_text(speed: Mapping[str, Any]) -> str:
+def setting_text(speed: Mapping[str, Any], keys: Sequence[str] | None = None) -> str:
+    """``key=value, ...`` of the speed record's setting (only ``keys`` when given)."""
     setting = speed.get("setting") or {}
-    return ", ".join(f"{k}={setting[k]}" for k in sorted(setting))
+    return ", ".join(f"{k}={setting[k]}" for k in sorted(setting) if keys is None or k in keys)
+
+
+def differing_keys(speeds: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[str]]:
+    """(setting keys whose values differ between the records, keys with one value in all of them);
+    keys some records lack are in neither."""
+    settings = [s.get("setting") or {} for s in speeds]
+    keys = sorted(set.intersection(*(set(s) for s in settings))) if settings else []
+    values = {k: {repr(s[k]) for s in settings} for k in keys}
+    return [k for k in keys if len(values[k]) > 1], [k for k in keys if len(values[k]) == 1]
 
 
 def latency_points(rows: Sequence[Row], speeds: Sequence[Mapping[str, Any]], view: TaskView,
@@ -146,7 +156,7 @@ def latency_plot(rows: Sequence[Row], speeds: Sequence[Mapping[str, Any]], view:
     if not points:
         return None
     devices = sorted({str((s.get("device") or {}).get("name", "?")) for *_, s in points})
-    settings = sorted({setting_text(s) for *_, s in points})
+    differing, common = differing_keys([s for *_, s in points])
     xs = [p[0] for p in points]
     log = max(xs) / min(xs) > 10
     fig = _new_figure()
@@ -156,8 +166,8 @@ def latency_plot(rows: Sequence[Row], speeds: Sequence[Mapping[str, Any]], view:
         label = _label(r)
         if len(devices) > 1:
             label += f" @ {(s.get('device') or {}).get('name', '?')}"
-        if len(settings) > 1:
-            label += f" [{setting_text(s)}]"
+        if differing:
+            label += f" [{setting_text(s, differing)}]"
         _annotate(ax, x, y, label, _right_half(x, min(xs), max(xs), log))
     front = pareto_front([(p[0], p[1]) for p in points])
     fx, fy = [points[i][0] for i in front], [points[i][1] for i in front]
@@ -168,8 +178,9 @@ def latency_plot(rows: Sequence[Row], speeds: Sequence[Mapping[str, Any]], view:
     ax.set_ylabel(view.primary_label)
     title = f"{info.id}: {view.primary_label} vs latency ({dev_class}"
     title += f", {devices[0]})" if len(devices) == 1 else ")"
-    if len(settings) == 1 and settings[0]:
-        title += "\n" + "\n".join(textwrap.wrap(settings[0], width=70))
+    shared = setting_text(points[0][3], common)
+    if shared:
+        title += "\n" + "\n".join(textwrap.wrap(shared, width=70))
     ax.set_title(title, fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.margins(x=0.15, y=0.15)
