@@ -65,3 +65,14 @@ def encode_runs(runs: list[int]) -> str:
             more = x != -1 if c & 0x10 else x != 0
             out.append(chr(48 + (c | (0x20 if more else 0))))
     return "".join(out)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread for the module: on a shared 2-core machine two OpenMP threads make every
+    small convolution ~20x slower. Use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

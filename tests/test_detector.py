@@ -38,13 +38,7 @@ TINY_RUN = {"name": "tiny-detector", "model": TINY_MODEL,
 WORLD = WorldSizes(train_images=4, val_images=2, image_size=128, train_videos=0, val_videos=0, caption_pairs=4)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine two OpenMP threads make every small conv ~20x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -37,13 +37,7 @@ TINY = {"clip": TINY_CLIP, "conv_dim": 16, "fc_dim": 32, "box_batch_size_per_ima
 WORLD = WorldSizes(train_images=3, val_images=2, image_size=128, train_videos=0, val_videos=0, caption_pairs=2)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine two OpenMP threads make every small conv ~20x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
