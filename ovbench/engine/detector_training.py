@@ -35,7 +35,7 @@ from ovbench.data.detection_training import DetectionTrainingSet, collate
 from ovbench.engine.config import TrainConfig
 from ovbench.engine.seeding import seed_everything
 from ovbench.engine.segmenter_training import CLASS_SETS, apply_overrides, training_vocabulary
-from ovbench.engine.trainer import Trainer
+from ovbench.engine.trainer import train_run
 from ovbench.errors import OvbenchError
 from ovbench.models.clip import Clip
 from ovbench.models.detector.model import OVMaskRCNN, build_detector, detector_loss
@@ -43,7 +43,6 @@ from ovbench.models.detector.ov_detector import save_detector_file
 from ovbench.models.detector.spec import DetectorSpec
 from ovbench.models.zoo import clip_from_config, resolve_weights
 from ovbench.protocols import get_protocol
-from ovbench.records.store import atomic_write_text
 
 SECTIONS = ("name", "model", "data", "train", "method")
 
@@ -235,12 +234,7 @@ def train_detector(run: DetectorRunConfig, data_root: Path | str, output_dir: Pa
                               train=dataclasses.replace(run.train, output_dir=str(output_dir)))
     setup = build_detector_for_training(run, base_dir, data_root)
     parts = detector_training_parts(setup)
-    trainer = Trainer(parts.module, parts.loss_fn, setup.dataset, run.train, collate_fn=collate, progress=progress)
-    last = trainer.train(resume=resume)
-    if trainer.rank != 0:
+    summary = train_run(run, parts.module, parts.loss_fn, setup.dataset, output_dir, collate, resume, progress)
+    if summary is None:
         return output_dir / "model.pt"
-    atomic_write_text(output_dir / "config.yaml", yaml.safe_dump(run.to_dict(), sort_keys=False))
-    summary = {"name": run.name, "iterations": run.train.iterations, "training_images": len(setup.dataset),
-               "protocol": run.data.protocol, "split": run.data.split, "classes": run.data.classes,
-               "method": dict(run.method) if run.method else None, "last_log": last}
     return save_detector_file(output_dir / "model.pt", parts.detector(), run.model, setup.names, summary)

@@ -32,7 +32,7 @@ import yaml
 from ovbench.data.training import SemsegTrainingSet, collate
 from ovbench.engine.config import TrainConfig
 from ovbench.engine.seeding import seed_everything
-from ovbench.engine.trainer import Trainer
+from ovbench.engine.trainer import train_run
 from ovbench.errors import OvbenchError
 from ovbench.models.segmenter.losses import Segment, loss_kind
 from ovbench.models.segmenter.model import Segmenter
@@ -41,7 +41,6 @@ from ovbench.models.clip import Clip
 from ovbench.models.segmenter.spec import SegmenterSpec, build_segmenter, normalize_images
 from ovbench.models.zoo import clip_from_config, resolve_weights
 from ovbench.protocols import Protocol, get_protocol
-from ovbench.records.store import atomic_write_text
 
 CLASS_SETS = ("base", "all")
 
@@ -274,12 +273,7 @@ def train_segmenter(run: RunConfig, data_root: Path | str, output_dir: Path | st
                               train=dataclasses.replace(run.train, output_dir=str(output_dir)))
     setup = build_for_training(run, base_dir, data_root)
     parts = training_parts(setup)
-    trainer = Trainer(parts.module, parts.loss_fn, setup.dataset, run.train, collate_fn=collate, progress=progress)
-    last = trainer.train(resume=resume)
-    if trainer.rank != 0:
+    summary = train_run(run, parts.module, parts.loss_fn, setup.dataset, output_dir, collate, resume, progress)
+    if summary is None:
         return output_dir / "model.pt"
-    atomic_write_text(output_dir / "config.yaml", yaml.safe_dump(run.to_dict(), sort_keys=False))
-    summary = {"name": run.name, "iterations": run.train.iterations, "training_images": len(setup.dataset),
-               "protocol": run.data.protocol, "split": run.data.split, "classes": run.data.classes,
-               "method": dict(run.method) if run.method else None, "last_log": last}
     return save_model_file(output_dir / "model.pt", parts.segmenter(), run.model, setup.names, summary)

@@ -8,6 +8,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 import torch.distributed as dist
+import yaml
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
@@ -19,6 +20,7 @@ from ovbench.engine.config import TrainConfig
 from ovbench.engine.distributed import barrier, default_device, get_rank, get_world_size
 from ovbench.engine.optim import build_optimizer, build_scheduler, lr_factor
 from ovbench.engine.seeding import rng_state, seed_everything, set_rng_state
+from ovbench.records.store import atomic_write_text
 
 LossFn = Callable[[nn.Module, Any], Mapping[str, torch.Tensor]]
 METRICS_FILE = "metrics.jsonl"
@@ -183,3 +185,18 @@ class Trainer:
         bar.close()
         barrier()
         return row
+
+
+def train_run(run: Any, module: nn.Module, loss_fn: LossFn, dataset: Dataset, output_dir: Path,
+              collate_fn: Callable[[Sequence[Any]], Any], resume: bool, progress: bool) -> dict[str, Any] | None:
+    """Train ``module`` under ``run.train`` (a run config with ``name``, ``data``, ``train``, ``method`` and
+    ``to_dict()``); on rank 0 write ``output_dir/config.yaml`` and return the model file's training
+    summary, on other ranks None."""
+    trainer = Trainer(module, loss_fn, dataset, run.train, collate_fn=collate_fn, progress=progress)
+    last = trainer.train(resume=resume)
+    if trainer.rank != 0:
+        return None
+    atomic_write_text(output_dir / "config.yaml", yaml.safe_dump(run.to_dict(), sort_keys=False))
+    return {"name": run.name, "iterations": run.train.iterations, "training_images": len(dataset),
+            "protocol": run.data.protocol, "split": run.data.split, "classes": run.data.classes,
+            "method": dict(run.method) if run.method else None, "last_log": last}
