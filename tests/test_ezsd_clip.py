@@ -18,6 +18,7 @@ from methods.ezsd.proposals import dense_anchors, entropy_scores, nms_top_k
 from methods.ezsd.regions import (ImageRegions, RegionCache, drop_gt_overlaps, keep_regions,
                                   nearest_by_l1)
 from methods.ezsd.renorm import layer_norm_parameters, open_only, sigmoid_bce_loss
+from ovbench.cli import run_script
 from ovbench.errors import OvbenchError
 from ovbench.models.clip import CLIP_MEAN, CLIP_STD, Clip
 from ovbench.models.zoo import resolve_weights
@@ -255,4 +256,5 @@ def test_renorm_and_regions_end_to_end(tmp_path):
         sample = cache.sample(image_id, 10, np.random.default_rng(1))
         assert len(sample.boxes) == (10 if len(regions.boxes) else 0)
     assert regions_mod.main(args) == 0                              # rerun: every image cached already
-    assert regions_mod.main(args[:-1] + ["--keep", "6", "--no-progress"]) == 2  # other settings: refused
+    refused = run_script(regions_mod.main, "regions", args[:-1] + ["--keep", "6", "--no-progress"])
+    assert refused == 2                                             # other settings: refused, exit 2

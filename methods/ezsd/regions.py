@@ -32,7 +32,6 @@ import argparse
 import dataclasses
 import io
 import json
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +45,7 @@ from tqdm import tqdm
 from methods.ezsd.crops import BoxAnnotations
 from methods.ezsd.proposals import classify_boxes, clip_proposals
 from methods.ezsd.renorm import TEMPLATE, prompt_embeddings
+from ovbench.cli import run_script
 from ovbench.errors import OvbenchError
 from ovbench.models.clip import Clip
 from ovbench.models.zoo import resolve_weights
@@ -334,20 +334,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    try:
-        settings = RegionSettings(stride=args.stride, sides=tuple(args.sides), ratios=tuple(args.ratios),
-                                  nms_iou=args.nms_iou, top_k=args.top_k, gt_iou=args.gt_iou,
-                                  base_filter=not args.no_base_filter, keep=args.keep, batch=args.batch)
-        annotations = BoxAnnotations.load(args.data_root, args.annotations)
-        clip = Clip(args.clip_name, pretrained=resolve_weights(args.clip_weights), device=args.device)
-        manifest = build_region_cache(clip, annotations, args.out, settings, args.limit, not args.no_progress)
-    except OvbenchError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    settings = RegionSettings(stride=args.stride, sides=tuple(args.sides), ratios=tuple(args.ratios),
+                              nms_iou=args.nms_iou, top_k=args.top_k, gt_iou=args.gt_iou,
+                              base_filter=not args.no_base_filter, keep=args.keep, batch=args.batch)
+    annotations = BoxAnnotations.load(args.data_root, args.annotations)
+    clip = Clip(args.clip_name, pretrained=resolve_weights(args.clip_weights), device=args.device)
+    manifest = build_region_cache(clip, annotations, args.out, settings, args.limit, not args.no_progress)
     print(json.dumps(manifest["counts"], indent=1))
     print(f"wrote {len(manifest['images'])} images' regions to {args.out} in {manifest['seconds']} s")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(run_script(main, "python -m methods.ezsd.regions"))

@@ -36,6 +36,7 @@ import yaml
 from tqdm import tqdm
 
 from methods.ezsd.crops import BoxAnnotations, box_crops, clip_input_size
+from ovbench.cli import run_script
 from ovbench.errors import OvbenchError
 from ovbench.models.clip import Clip, file_digest
 from ovbench.models.zoo import clip_from_config
@@ -323,17 +324,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    try:
-        config = RenormConfig.load(args.config)
-        report = renormalise(config, args.data_root, args.out, args.config.parent, args.device,
-                             progress=not args.no_progress)
-    except OvbenchError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    config = RenormConfig.load(args.config)
+    report = renormalise(config, args.data_root, args.out, args.config.parent, args.device,
+                         progress=not args.no_progress)
     print(format_report(report))
     print(f"wrote {args.out / CHECKPOINT_NAME} and {args.out / REPORT_NAME}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(run_script(main, "python -m methods.ezsd.renorm"))

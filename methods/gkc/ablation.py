@@ -12,12 +12,12 @@ fine-tune has none. The two-stage baseline uses each seed's naive model as its p
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import baselines
+from ovbench.cli import run_script
 from ovbench.engine.segmenter_training import load_run_config, train_segmenter
 from ovbench.inference.benchmark import evaluate_model
 from ovbench.leaderboard import build_leaderboards
@@ -110,4 +110,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(run_script(main, "python -m methods.gkc.ablation"))

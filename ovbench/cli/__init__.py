@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Sequence
+from typing import Callable, Sequence
 
 import ovbench
 from ovbench.cli import (benchmark_cmd, compare_cmd, data_cmd, davis_cmd, demo_cmd, evaluate_cmd, leaderboard_cmd,
@@ -41,6 +41,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stdout = open(os.devnull, "w")
         return 0
+
+
+def run_script(script_main: Callable[[Sequence[str] | None], int], prog: str,
+               argv: Sequence[str] | None = None) -> int:
+    """Run a ``python -m ...`` runner's ``main`` (methods, baselines) the way ``ovbench`` runs its
+    commands: an :class:`OvbenchError` becomes one line on stderr and exit code 2. Use as
+    ``raise SystemExit(run_script(main, "python -m methods.x"))`` under ``if __name__ == "__main__"``."""
+    try:
+        return int(script_main(argv) or 0)
+    except OvbenchError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
