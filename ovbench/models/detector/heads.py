@@ -3,7 +3,9 @@
 Class indices follow torchvision: 0 is background, ``1..K`` the vocabulary's classes. The predictor
 scores a region embedding against frozen text embeddings (ViLD-text / EZSD, spec ``ezsd.md`` §5.2) and
 regresses 4 class-agnostic deltas; :class:`OVRoIHeads` wires it into torchvision's RoI heads and adds
-the distillation loss (§5.3) and a class-agnostic mask head.
+the distillation loss (§5.3) and a class-agnostic mask head. With an :class:`ImageBranch` the heads are
+ViLD-ensemble's (§10): the image branch learns only from distillation, the text branch only from
+classification, and test scores combine both (:func:`ensemble_scores`).
 """
 from __future__ import annotations
 
@@ -17,6 +19,9 @@ from torchvision.models.detection.roi_heads import RoIHeads, maskrcnn_inference,
 from torchvision.ops import boxes as box_ops
 
 from ovbench.errors import OvbenchError
+
+#: ViLD-ensemble's λ: seen classes score p_text^λ p_img^(1-λ), unseen ones p_text^(1-λ) p_img^λ.
+ENSEMBLE_WEIGHT = 2.0 / 3.0
 
 
 def _conv(in_channels: int, out_channels: int, norm: str) -> list[nn.Module]:
@@ -81,7 +86,8 @@ class OVBoxPredictor(nn.Module):
     Region embedding ``r = L2norm(W_proj h_cls + b)`` (``embed_dim``, CLIP's joint width). Logits
     ``(R, 1 + K)``: column 0 is the background, ``T (w_bg . r)`` (``w_bg`` a learned vector, L2-normalised
     first when ``normalize_background``), column ``k`` is ``T max_{names n of class k} (r . t_n)`` with
-    ``t_n`` the frozen, L2-normalised text embeddings (:meth:`set_text`). ``T = exp(log_temperature)``,
+    ``t_n`` the frozen, L2-normalised text embeddings (:meth:`set_text`; ``seen`` ``(K,)`` bool marks the
+    classes among the training names, for the ViLD ensemble). ``T = exp(log_temperature)``,
     learnt when ``learn_temperature``. Box deltas ``(R, 4)`` come from a linear layer on ``h_reg``, or with
     ``semantic_regression`` on ``[h_reg ; e]`` where ``e`` is the text embedding of each RoI's class
     (:meth:`class_embeddings`; zero for background).
@@ -106,20 +112,28 @@ class OVBoxPredictor(nn.Module):
         # the vocabulary: swapped at will, never saved with the weights
         self.register_buffer("text", torch.zeros(0, embed_dim), persistent=False)
         self.register_buffer("name_class", torch.zeros(0, dtype=torch.int64), persistent=False)
+        self.register_buffer("seen", torch.zeros(0, dtype=torch.bool), persistent=False)
         self.num_classes = 0
 
-    def set_text(self, text: torch.Tensor, name_class: Sequence[int] | None = None) -> None:
-        """The vocabulary: ``text`` ``(M, D)`` name embeddings (L2-normalised here) and ``name_class``
-        ``(M,)``, the 0-based class of each name (default: one name per class, ``0..M-1``)."""
+    def set_text(self, text: torch.Tensor, name_class: Sequence[int] | None = None,
+                 seen: Sequence[bool] | None = None) -> None:
+        """The vocabulary: ``text`` ``(M, D)`` name embeddings (L2-normalised here), ``name_class``
+        ``(M,)``, the 0-based class of each name (default: one name per class, ``0..M-1``), and ``seen``
+        ``(K,)``, whether each class was a training class (default: all)."""
         if text.ndim != 2 or text.shape[1] != self.embed_dim or not len(text):
             raise OvbenchError(f"text embeddings must be (M >= 1, {self.embed_dim}), got {tuple(text.shape)}")
         classes = torch.arange(len(text)) if name_class is None else torch.as_tensor(name_class, dtype=torch.int64)
         num_classes = int(classes.max()) + 1
         if classes.shape != (len(text),) or classes.min() < 0 or len(set(classes.tolist())) != num_classes:
             raise OvbenchError("name_class must give each name a class in 0..K-1, every class at least one name")
+        seen_mask = torch.ones(num_classes, dtype=torch.bool) if seen is None else \
+            torch.as_tensor(seen, dtype=torch.bool)
+        if seen_mask.shape != (num_classes,):
+            raise OvbenchError(f"seen must hold one flag per class ({num_classes}), got {tuple(seen_mask.shape)}")
         device = self.proj.weight.device
         self.text = F.normalize(text.detach().float(), dim=-1).to(device)
         self.name_class = classes.to(device)
+        self.seen = seen_mask.to(device)
         self.num_classes = num_classes
 
     @property
@@ -133,13 +147,17 @@ class OVBoxPredictor(nn.Module):
 
     def class_logits(self, r: torch.Tensor) -> torch.Tensor:
         """``(R, 1 + K)`` logits of region embeddings ``r`` ``(R, D)`` (see the class docstring)."""
+        background = F.normalize(self.background, dim=0) if self.normalize_background else self.background
+        return torch.cat([self.temperature * (r @ background)[:, None], self.foreground_logits(r)], dim=1)
+
+    def foreground_logits(self, r: torch.Tensor) -> torch.Tensor:
+        """``(R, K)`` class logits without the background column: ``T max_{names n of k} (r . t_n)``."""
         if not self.num_classes:
             raise OvbenchError("the box predictor has no vocabulary; call set_text / set_vocabulary first")
-        background = F.normalize(self.background, dim=0) if self.normalize_background else self.background
         names = r @ self.text.T                                                  # (R, M)
         pooled = names.new_full((len(r), self.num_classes), float("-inf"))
         pooled = pooled.scatter_reduce(1, self.name_class.expand_as(names), names, reduce="amax")
-        return self.temperature * torch.cat([(r @ background)[:, None], pooled], dim=1)
+        return self.temperature * pooled
 
     def class_embeddings(self, r: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Text embedding ``(R, D)`` of each RoI's class ``labels`` ``(R,)`` (0 = background -> zeros);
@@ -169,6 +187,28 @@ class OVBoxPredictor(nn.Module):
         return logits, self.box_deltas(h_reg, e), r
 
 
+class ImageBranch(nn.Module):
+    """ViLD-ensemble's image branch (spec ``ezsd.md`` §10): its own box-head convs/FCs and projection,
+    trained only by distillation. ``forward(x (R, C, S, S))`` -> L2-normalised embeddings ``(R, D)``."""
+
+    def __init__(self, head: ConvFCBoxHead, embed_dim: int) -> None:
+        super().__init__()
+        self.head = head
+        self.proj = nn.Linear(head.cls_dim, embed_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.proj(self.head.classification_features(x)), dim=-1)
+
+
+def ensemble_scores(p_text: torch.Tensor, p_img: torch.Tensor, seen: torch.Tensor,
+                    weight: float = ENSEMBLE_WEIGHT) -> torch.Tensor:
+    """ViLD-ensemble's geometric mean ``(R, K)`` of the text branch's class probabilities ``p_text``
+    ``(R, K)`` and the image branch's ``p_img`` ``(R, K)``: ``p_text^w p_img^(1-w)`` for ``seen``
+    ``(K,)`` classes, ``p_text^(1-w) p_img^w`` for the others."""
+    w_text = torch.where(seen, weight, 1.0 - weight).to(p_text.dtype)
+    return p_text.pow(w_text) * p_img.pow(1.0 - w_text)
+
+
 class OVRoIHeads(RoIHeads):
     """torchvision's RoIHeads with a :class:`ConvFCBoxHead`, an :class:`OVBoxPredictor`, class-agnostic
     box regression and masks, and the distillation loss.
@@ -180,22 +220,33 @@ class OVRoIHeads(RoIHeads):
     ``r_j`` is the region embedding of ``distill_boxes[j]`` (``(N_i, 4)`` xyxy, in the resized image)
     through the same RoIAlign, shared convs, classification branch and projection, ``v̂_j`` the
     L2-normalised ``distill_embeddings[j]`` (``(N_i, D)``) and ``w_j`` the ``distill_weights`` (``(N_i,)``,
-    default ones) divided by their mean in each image. Positional and other keyword arguments are
-    torchvision's ``RoIHeads``'.
+    default ones) divided by their mean in each image.
+
+    With an ``image_branch`` (ViLD-ensemble) the distillation regions' ``r_j`` come from that branch
+    instead, so the text branch learns only from classification; test scores are
+    :func:`ensemble_scores` of the text branch's softmax over ``1 + K`` (background dropped) and the
+    image branch's softmax over the ``K`` class logits (ViLD's code gives it no background). Positional
+    and other keyword arguments are torchvision's ``RoIHeads``'.
     """
 
-    def __init__(self, *args: Any, box_loss: str = "l1", distill_weight: float = 1.0, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, box_loss: str = "l1", distill_weight: float = 1.0,
+                 image_branch: ImageBranch | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.box_loss, self.distill_weight = box_loss, distill_weight
+        self.image_branch = image_branch
 
     def forward(self, features: dict[str, torch.Tensor], proposals: list[torch.Tensor],
                 image_shapes: list[tuple[int, int]], targets: list[dict[str, torch.Tensor]] | None = None
                 ) -> tuple[list[dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
         if self.training:
             return [], self._losses(features, proposals, image_shapes, targets)
-        h_cls, h_reg = self.box_head(self.box_roi_pool(features, proposals, image_shapes))
-        logits, deltas, _ = self.box_predictor(h_cls, h_reg)
-        boxes, scores, labels = self.postprocess_agnostic(logits, deltas, proposals, image_shapes)
+        pooled = self.box_roi_pool(features, proposals, image_shapes)
+        logits, deltas, _ = self.box_predictor(*self.box_head(pooled))
+        class_scores = F.softmax(logits, -1)[:, 1:]
+        if self.image_branch is not None:
+            p_img = F.softmax(self.box_predictor.foreground_logits(self.image_branch(pooled)), -1)
+            class_scores = ensemble_scores(class_scores, p_img, self.box_predictor.seen)
+        boxes, scores, labels = self.postprocess_agnostic(class_scores, deltas, proposals, image_shapes)
         result = [{"boxes": b, "labels": lab, "scores": s} for b, s, lab in zip(boxes, scores, labels)]
         if self.has_mask():
             mask_logits = self._mask_logits(features, boxes, image_shapes)
@@ -253,8 +304,11 @@ class OVRoIHeads(RoIHeads):
         if target.shape[1] != self.box_predictor.embed_dim:
             raise OvbenchError(f"distill_embeddings are {target.shape[1]}-d; the detector's CLIP space is "
                                f"{self.box_predictor.embed_dim}-d (extract them with the same CLIP)")
-        h_cls = self.box_head.classification_features(self.box_roi_pool(features, boxes, image_shapes))
-        r = self.box_predictor.embed(h_cls)
+        pooled = self.box_roi_pool(features, boxes, image_shapes)
+        if self.image_branch is not None:
+            r = self.image_branch(pooled)
+        else:
+            r = self.box_predictor.embed(self.box_head.classification_features(pooled))
         return self.distill_weight * (torch.cat(weights) * (r - target.to(r.dtype)).abs().sum(dim=1)).sum() / count
 
     def _mask_logits(self, features: dict[str, torch.Tensor], boxes: list[torch.Tensor],
@@ -262,14 +316,14 @@ class OVRoIHeads(RoIHeads):
         """Class-agnostic mask logits ``(R, 1, M, M)`` of ``boxes``."""
         return self.mask_predictor(self.mask_head(self.mask_roi_pool(features, boxes, image_shapes)))
 
-    def postprocess_agnostic(self, logits: torch.Tensor, deltas: torch.Tensor, proposals: list[torch.Tensor],
+    def postprocess_agnostic(self, scores: torch.Tensor, deltas: torch.Tensor, proposals: list[torch.Tensor],
                              image_shapes: list[tuple[int, int]]
                              ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
-        """Per image: boxes ``(n, 4)`` (one decoded box per RoI, shared by its classes), softmax scores
-        ``(n,)`` and labels ``(n,)`` in ``1..K``, after the score floor, per-class NMS and the cap."""
+        """Per image: boxes ``(n, 4)`` (one decoded box per RoI, shared by its classes), scores ``(n,)``
+        and labels ``(n,)`` in ``1..K`` from the class ``scores`` ``(R, K)`` and ``deltas`` ``(R, 4)`` of
+        all RoIs, after the score floor, per-class NMS and the cap."""
         boxes_per_image = [len(p) for p in proposals]
         decoded = self.box_coder.decode(deltas, proposals).reshape(-1, 4)
-        scores = F.softmax(logits, -1)[:, 1:]
         out_boxes, out_scores, out_labels = [], [], []
         for b, s, shape in zip(decoded.split(boxes_per_image), scores.split(boxes_per_image), image_shapes):
             b = box_ops.clip_boxes_to_image(b, shape)

@@ -25,7 +25,7 @@ from torchvision.ops import FrozenBatchNorm2d, MultiScaleRoIAlign
 
 from ovbench.errors import OvbenchError
 from ovbench.models.clip import Clip
-from ovbench.models.detector.heads import ConvFCBoxHead, OVBoxPredictor, OVRoIHeads
+from ovbench.models.detector.heads import ConvFCBoxHead, ImageBranch, OVBoxPredictor, OVRoIHeads
 from ovbench.models.detector.spec import DetectorSpec, box_head_layout
 
 #: torchvision's ImageNet normalisation (RGB in [0, 1]) for the ResNet backbones.
@@ -59,9 +59,11 @@ class OVMaskRCNN(GeneralizedRCNN):
     def predictor(self) -> OVBoxPredictor:
         return self.roi_heads.box_predictor
 
-    def set_text(self, text: torch.Tensor, name_class: Sequence[int] | None = None) -> None:
-        """The vocabulary's name embeddings ``(M, D)`` and each name's 0-based class (default one name per class)."""
-        self.predictor.set_text(text, name_class)
+    def set_text(self, text: torch.Tensor, name_class: Sequence[int] | None = None,
+                 seen: Sequence[bool] | None = None) -> None:
+        """The vocabulary's name embeddings ``(M, D)``, each name's 0-based class (default one name per
+        class) and whether each class was seen in training (default all; the ensemble's weights)."""
+        self.predictor.set_text(text, name_class, seen)
 
 
 def build_backbone(spec: DetectorSpec, base_dir: Path | str = ".") -> nn.Module:
@@ -95,7 +97,12 @@ def build_detector(spec: DetectorSpec, clip: Clip, training_names: Sequence[str]
         pre_nms_top_n={"training": spec.rpn_pre_nms_top_n_train, "testing": spec.rpn_pre_nms_top_n_test},
         post_nms_top_n={"training": spec.rpn_post_nms_top_n_train, "testing": spec.rpn_post_nms_top_n_test},
         nms_thresh=spec.rpn_nms_thresh)
-    box_head = ConvFCBoxHead(channels, 7, box_head_layout(spec.box_head), spec.conv_dim, spec.fc_dim, spec.head_norm)
+    layout = box_head_layout(spec.box_head)
+    box_head = ConvFCBoxHead(channels, 7, layout, spec.conv_dim, spec.fc_dim, spec.head_norm)
+    image_branch = None
+    if spec.ensemble:
+        image_head = ConvFCBoxHead(channels, 7, (*layout[:4], 0, 0), spec.conv_dim, spec.fc_dim, spec.head_norm)
+        image_branch = ImageBranch(image_head, clip.embed_dim)
     predictor = OVBoxPredictor(box_head.cls_dim, box_head.reg_dim, clip.embed_dim, spec.temperature_init,
                                spec.learn_temperature, spec.normalize_background, spec.semantic_regression)
     masks: dict[str, Any] = {}
@@ -108,7 +115,7 @@ def build_detector(spec: DetectorSpec, clip: Clip, training_names: Sequence[str]
         batch_size_per_image=spec.box_batch_size_per_image, positive_fraction=spec.box_positive_fraction,
         bbox_reg_weights=None, score_thresh=spec.box_score_thresh, nms_thresh=spec.box_nms_thresh,
         detections_per_img=spec.detections_per_img, box_loss=spec.box_loss, distill_weight=spec.distill_weight,
-        **masks)
+        image_branch=image_branch, **masks)
     transform = DetectorTransform(spec.min_size, spec.max_size, list(IMAGE_MEAN), list(IMAGE_STD))
     net = OVMaskRCNN(backbone, rpn, roi_heads, transform)
     if training_names:

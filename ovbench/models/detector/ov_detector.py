@@ -41,7 +41,8 @@ class OVDetector:
     """``net`` detecting the classes of a vocabulary embedded by ``clip``'s text tower.
 
     ``training_names``: the class names the classifier was trained with. :meth:`set_vocabulary` embeds
-    every name of every class under ``spec.template``; a class's logit is the max over its names.
+    every name of every class under ``spec.template``; a class's logit is the max over its names; a class
+    with a training name is seen (weighted towards the text branch by the ViLD ensemble), others are novel.
     """
 
     def __init__(self, net: OVMaskRCNN, clip: Clip, spec: DetectorSpec, training_names: Sequence[str],
@@ -65,7 +66,8 @@ class OVDetector:
         flat = [(n, k) for k, names in enumerate(class_names) for n in names]
         if not flat or any(not names for names in class_names):
             raise OvbenchError("every class of the vocabulary needs at least one name")
-        self.net.set_text(self.clip.encode_text([n for n, _ in flat], self.spec.template), [k for _, k in flat])
+        seen = [any(n in self.training_names for n in names) for names in class_names]
+        self.net.set_text(self.clip.encode_text([n for n, _ in flat], self.spec.template), [k for _, k in flat], seen)
         self.num_classes = len(class_names)
 
     @torch.no_grad()

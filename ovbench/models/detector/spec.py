@@ -44,6 +44,9 @@ class DetectorSpec:
     ``temperature_init``: T multiplying every logit (learnt as log T when ``learn_temperature``).
     ``normalize_background``: L2-normalise the background vector (ViLD) or not (EZSD).
     ``distill_weight``: λ of the distillation loss, applied when targets carry ``distill_boxes``.
+    ``ensemble``: ViLD-ensemble (spec §10): a second, image box head (the ``box_head`` layout without its
+    regression branch, plus its own projection) learns only from distillation while the text branch learns
+    only from classification; test scores are their geometric ensemble (needs distillation regions).
     ``box_score_thresh`` / ``box_nms_thresh`` / ``detections_per_img``: test post-processing (softmax
     score floor, per-class NMS IoU, per-image cap).
     """
@@ -78,6 +81,7 @@ class DetectorSpec:
     semantic_regression: bool = True
     mask: bool = True
     distill_weight: float = 1.0
+    ensemble: bool = False
 
     def __post_init__(self) -> None:
         sizes = self.min_size if isinstance(self.min_size, (list, tuple)) else (self.min_size,)
