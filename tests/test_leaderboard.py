@@ -340,7 +340,7 @@ def test_study_records_get_their_own_mean_std_table(tmp_path):
         rec = result(f"{variant}/seed{seed}", "reproduced", f"2026-11-23T10:00:0{seed}Z",
                      {"mIoU": miou, "mIoU_base": miou + 10, "mIoU_novel": miou - 10, "hIoU": miou / 2})
         rec["config"] = {"study": {"name": "abl", "variant": variant, "seed": seed, "order": order},
-                         "images_per_s": 10.0 * (seed + 1)}
+                         "images_per_s": 10.0 * (seed + 1), "train_seconds": 100.0 + 20 * seed}
         return rec
 
     for seed, miou in enumerate((40.0, 42.0, 47.0)):
@@ -356,5 +356,7 @@ def test_study_records_get_their_own_mean_std_table(tmp_path):
     gkc = study.iloc[1]
     assert gkc["mIoU.mean"] == pytest.approx(43.0) and gkc["mIoU.std"] == pytest.approx(3.605551, abs=1e-6)
     assert gkc["images_per_s.mean"] == pytest.approx(20.0) and study.iloc[0]["mIoU.std"] == 0.0
+    assert gkc["train_seconds.mean"] == pytest.approx(120.0) and gkc["train_seconds.std"] == pytest.approx(20.0)
     page = (tmp_path / "tables" / "synth-ov__abl.md").read_text()
     assert "| gkc | 3 | 43.0 ± 3.6 | 53.0 ± 3.6 | 33.0 ± 3.6 | 21.5 ± 1.8 |" in page
+    assert "| 20.0 | 120 ± 20 |" in page

@@ -213,7 +213,7 @@ def build_detector_for_training(run: DetectorRunConfig, base_dir: Path | str,
     """Seeded network and text embeddings, and the training set when ``data_root`` is given."""
     seed_everything(run.train.seed)
     clip = clip_from_config(run.model.clip, base_dir)
-    protocol = get_protocol(run.data.protocol)
+    protocol = get_protocol(run.data.protocol, data_root)
     if protocol.task != "detection":
         raise OvbenchError(f"data.protocol {protocol.id} is a {protocol.task} protocol; a detector trains on a "
                            f"detection protocol (e.g. synth-ovd, coco-ovd)")

@@ -5,7 +5,7 @@ A reproduced record joins a study when its ``config`` has ``study: {"name": str,
 out of the protocol's main table; each ``(protocol, study)`` gets its own table with one row per
 variant: the number of seeds and, for every non-optional metric column of the task's view, the mean
 ± sample standard deviation over seeds, plus the mean images per second (``config.images_per_s``)
-when the records carry it.
+and the mean training time in seconds (``config.train_seconds``) when the records carry them.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from ovbench.leaderboard.frames import Style
 from ovbench.leaderboard.select import Row
 
 SPEED_KEY = "images_per_s"
+TRAIN_TIME_KEY = "train_seconds"
 
 
 def study_of(row: Row) -> Mapping[str, Any] | None:
@@ -46,9 +47,15 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def _config_numbers(rows: Sequence[Row], key: str) -> list[float]:
+    """The numeric ``config[key]`` of each row that has one."""
+    return [v for v in (as_number((r.record.get("config") or {}).get(key)) for r in rows) if v is not None]
+
+
 def study_frame(rows: Sequence[Row], view: TaskView) -> pd.DataFrame:
     """One row per variant (by ``order``, then name): ``variant``, ``seeds``, then ``<metric>.mean``
-    and ``<metric>.std`` for each value column of ``view``, and ``images_per_s.mean`` when present."""
+    and ``<metric>.std`` for each value column of ``view``, and ``images_per_s.mean`` /
+    ``train_seconds.mean`` / ``train_seconds.std`` when present."""
     columns = [c for c in view.columns if c.kind == "value" and not c.optional]
     variants: dict[str, list[Row]] = {}
     order: dict[str, int] = {}
@@ -66,9 +73,12 @@ def study_frame(rows: Sequence[Row], view: TaskView) -> pd.DataFrame:
         for c in columns:
             values = [v for v in (as_number(metric_at(r.metrics, c.path)) for r in group) if v is not None]
             d[f"{c.key}.mean"], d[f"{c.key}.std"] = _mean_std(values) if values else (None, None)
-        speeds = [v for v in (as_number((r.record.get("config") or {}).get(SPEED_KEY)) for r in group) if v is not None]
+        speeds = _config_numbers(group, SPEED_KEY)
         if speeds:
             d[f"{SPEED_KEY}.mean"] = statistics.fmean(speeds)
+        train_times = _config_numbers(group, TRAIN_TIME_KEY)
+        if train_times:
+            d[f"{TRAIN_TIME_KEY}.mean"], d[f"{TRAIN_TIME_KEY}.std"] = _mean_std(train_times)
         data.append(d)
     return pd.DataFrame(data)
 
@@ -81,5 +91,8 @@ def study_display(frame: pd.DataFrame, view: TaskView, style: Style) -> pd.DataF
             out[c.label] = [style.missing if pd.isna(m) else f"{style.number(m)} ± {style.number(s)}"
                             for m, s in zip(frame[f"{c.key}.mean"], frame[f"{c.key}.std"])]
     if f"{SPEED_KEY}.mean" in frame:
-        out["img/s"] = [style.number(v) for v in frame[f"{SPEED_KEY}.mean"]]
+        out["img/s"] = [style.missing if pd.isna(v) else style.number(v) for v in frame[f"{SPEED_KEY}.mean"]]
+    if f"{TRAIN_TIME_KEY}.mean" in frame:
+        out["train s"] = [style.missing if pd.isna(m) else f"{m:.0f} ± {s:.0f}"
+                          for m, s in zip(frame[f"{TRAIN_TIME_KEY}.mean"], frame[f"{TRAIN_TIME_KEY}.std"])]
     return pd.DataFrame(out)

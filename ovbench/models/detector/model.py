@@ -16,12 +16,13 @@ import torch
 import torchvision
 from torch import nn
 from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
+from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
 from torchvision.ops import FrozenBatchNorm2d, MultiScaleRoIAlign
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from ovbench.errors import OvbenchError
 from ovbench.models.clip import Clip
@@ -67,7 +68,7 @@ class OVMaskRCNN(GeneralizedRCNN):
 
 
 def build_backbone(spec: DetectorSpec, base_dir: Path | str = ".") -> nn.Module:
-    """ResNet-FPN (256 channels, P2-P6) of ``spec``: random weights or ``spec.backbone_weights``."""
+    """ResNet-FPN (``spec.fpn_channels`` channels, P2-P6) of ``spec``: random weights or ``spec.backbone_weights``."""
     norm = FrozenBatchNorm2d if spec.backbone_norm == "frozen_bn" else nn.BatchNorm2d
     resnet = getattr(torchvision.models, spec.backbone)(weights=None, norm_layer=norm)
     if spec.backbone_weights is not None:
@@ -81,7 +82,23 @@ def build_backbone(spec: DetectorSpec, base_dir: Path | str = ".") -> nn.Module:
         except RuntimeError as e:
             raise OvbenchError(f"{path}: not a torchvision {spec.backbone} state dict "
                                f"({str(e).splitlines()[0]})") from None
-    return _resnet_fpn_extractor(resnet, spec.trainable_backbone_layers)
+    return resnet_fpn(resnet, spec.trainable_backbone_layers, spec.fpn_channels)
+
+
+#: ResNet stages, last first: ``trainable_layers = n`` trains the first ``n`` (torchvision's convention).
+RESNET_STAGES = ("layer4", "layer3", "layer2", "layer1", "conv1")
+
+
+def resnet_fpn(resnet: nn.Module, trainable_layers: int, channels: int) -> BackboneWithFPN:
+    """An FPN of ``channels`` channels on ``resnet``'s C2-C5 (P2-P5, plus P6 by max-pooling P5), the
+    parameters of all but the last ``trainable_layers`` stages frozen (5 also trains the stem's norm)."""
+    trained = [*RESNET_STAGES[:trainable_layers], *(["bn1"] if trainable_layers == 5 else [])]
+    for name, parameter in resnet.named_parameters():
+        if not any(name.startswith(stage) for stage in trained):
+            parameter.requires_grad_(False)
+    stage2 = resnet.inplanes // 8
+    return BackboneWithFPN(resnet, {f"layer{k}": str(k - 1) for k in range(1, 5)},
+                           [stage2 * 2 ** (k - 1) for k in range(1, 5)], channels, extra_blocks=LastLevelMaxPool())
 
 
 def build_detector(spec: DetectorSpec, clip: Clip, training_names: Sequence[str], base_dir: Path | str = "."

@@ -34,6 +34,8 @@ class DetectorSpec:
     :func:`ovbench.models.zoo.clip_from_config` reads it. ``backbone_weights``: a local torchvision
     ResNet state-dict file (None: random weights; nothing is ever downloaded).
     ``trainable_backbone_layers``: 0-5 ResNet stages trained, counted from ``layer4`` (torchvision's).
+    ``fpn_channels``: width of the FPN levels P2-P6, hence of the RPN head and the RoI features (256 in
+    Mask R-CNN; smaller only for the synthetic world's CPU-sized detectors).
     ``min_size`` / ``max_size``: the transform resizes each image so that its short side is ``min_size``
     pixels unless its long side would exceed ``max_size``; a list of ``min_size`` values is a
     multi-scale training choice (testing uses the last). ``anchor_sizes``: one RPN anchor side in
@@ -56,6 +58,7 @@ class DetectorSpec:
     backbone_weights: str | None = None
     backbone_norm: str = "frozen_bn"
     trainable_backbone_layers: int = 3
+    fpn_channels: int = 256
     min_size: int | tuple[int, ...] = 800
     max_size: int = 1333
     anchor_sizes: tuple[int, ...] = (32, 64, 128, 256, 512)
@@ -105,7 +108,7 @@ class DetectorSpec:
             problems.append(f"anchor_sizes must be 5 positive sizes (P2-P6), got {list(self.anchor_sizes)}")
         for name in ("rpn_pre_nms_top_n_train", "rpn_post_nms_top_n_train", "rpn_pre_nms_top_n_test",
                      "rpn_post_nms_top_n_test", "box_batch_size_per_image", "detections_per_img", "conv_dim",
-                     "fc_dim"):
+                     "fc_dim", "fpn_channels"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("rpn_nms_thresh", "box_positive_fraction", "box_nms_thresh"):
