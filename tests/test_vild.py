@@ -37,16 +37,9 @@ TINY = {"conv_dim": 16, "fc_dim": 32, "box_batch_size_per_image": 32, "rpn_pre_n
         "rpn_post_nms_top_n_train": 50, "rpn_pre_nms_top_n_test": 100, "rpn_post_nms_top_n_test": 50,
         "detections_per_img": 20}
 TOP = 6
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 WORLD = WorldSizes(train_images=2, val_images=1, image_size=128, train_videos=0, val_videos=0, caption_pairs=2)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine two OpenMP threads make every small conv ~20x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
