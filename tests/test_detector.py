@@ -2,6 +2,7 @@
 training step, `ovbench train` / `predict` / `evaluate` on synth-ovd, and the paper-scale build."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -312,3 +313,46 @@ def test_paper_scale_detector_builds_and_steps_at_reduced_size():
     assert len(losses) == 6 and all(torch.isfinite(v) for v in losses.values())
     sum(losses.values()).backward()
     assert heads.box_predictor.proj.weight.grad is not None
+
+
+# ---------------------------------------------------------------- real size on a GPU
+
+
+def real_size_coco_step(config: str, device: str) -> None:
+    """One SGD step of the real COCO config at its 800x1333 resize with its RoI counts and 200
+    distillation regions per image (batch 2), then inference with the real post-processing (random
+    weights: CLIP ViT-B/32 untrained, no ImageNet backbone)."""
+    run = DetectorRunConfig.from_dict(yaml.safe_load((Path(__file__).resolve().parents[1] / config).read_text()))
+    spec = dataclasses.replace(run.model, clip={"name": "ViT-B-32", "pretrained": None}, backbone_weights=None)
+    net = build_detector(spec, clip_from_config(spec.clip, device=device), [f"class {i}" for i in range(48)])
+    net = net.to(device).train()
+    gen = torch.Generator().manual_seed(0)
+    h, w = 480, 640
+    images, targets = [], []
+    for _ in range(2):
+        xy = torch.rand(5, 2, generator=gen) * torch.tensor([w - 100.0, h - 100.0])
+        boxes = torch.cat([xy, xy + 20 + torch.rand(5, 2, generator=gen) * 80], dim=1)
+        masks = torch.zeros(5, h, w, dtype=torch.uint8)
+        for m, b in zip(masks, boxes.int()):
+            m[b[1]:b[3], b[0]:b[2]] = 1
+        distill = torch.cat([xy, xy + 50], dim=1).repeat(40, 1)
+        target = {"boxes": boxes, "labels": torch.randint(1, 49, (5,), generator=gen), "masks": masks,
+                  "distill_boxes": distill, "distill_embeddings": torch.randn(len(distill), 512, generator=gen),
+                  "distill_weights": torch.ones(len(distill))}
+        images.append(torch.rand(3, h, w, generator=gen).to(device))
+        targets.append({k: v.to(device) for k, v in target.items()})
+    optimizer = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=run.train.lr, momentum=0.9)
+    losses = detector_loss(net, (images, targets))
+    assert "loss_distill" in losses and all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    optimizer.step()
+    with torch.no_grad():
+        out = net.eval()(images[:1])
+    assert out[0]["boxes"].shape[1] == 4 and len(out[0]["boxes"]) <= spec.detections_per_img
+    assert out[0]["masks"].shape[1:] == (1, h, w)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("config", ["methods/ezsd/configs/coco-ovd-r50.yaml", "baselines/vild/configs/coco-ovd-r50.yaml"])
+def test_real_size_coco_step_and_inference_on_gpu(config):
+    real_size_coco_step(config, "cuda")
