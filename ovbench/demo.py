@@ -2,8 +2,13 @@
 
 generate the world -> fit each reference predictor on base classes, and load each baseline model
 (:data:`DEMO_MODELS`: shipped weights trained by ``ovbench train`` on base classes, or training-free)
--> predict val (timed) -> evaluate with bootstrap CIs -> write result and speed records -> build the
-leaderboard -> print the table and where the plots are. Runs in a few minutes on 2 CPU cores.
+-> predict ``synth-ov`` val (timed) -> evaluate with bootstrap CIs -> write result and speed records.
+Then the detection rows on ``synth-ovd`` (:data:`DEMO_DETECTORS`): the trained detectors are too large
+to ship, so they are the reference detectors of :mod:`baselines.reference.boxes` (connected components
+of the fitted ``pixel-texture`` label map, base-only or classified by the frozen tiny CLIP) -> predict
+val (timed) -> COCO box and mask AP -> result and speed records. Finally build the leaderboard and
+print both tables and where their plots are. Runs in a few minutes on 2 CPU cores (the detection
+rows in well under a minute).
 """
 from __future__ import annotations
 
@@ -12,9 +17,10 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from ovbench.errors import OvbenchError
+from ovbench.evaluation.detection import evaluate_detection_submission
 from ovbench.evaluation.semseg import evaluate_semseg_submission
 from ovbench.leaderboard import build_leaderboards
 from ovbench.protocols import get_protocol
@@ -23,7 +29,11 @@ from ovbench.records.result import reproduced_record, write_record_with_per_imag
 from ovbench.records.store import SPEED_SCHEMA, write_speed_record
 from ovbench.synth import generate_world, read_world
 
+if TYPE_CHECKING:
+    from baselines.reference import PixelTextureClassifier
+
 PROTOCOL_ID = "synth-ov"
+DETECTION_PROTOCOL_ID = "synth-ovd"
 #: Models the demo runs: (name, package, model file (``.pt``) or model config (``.yaml``) relative to
 #: that package, how its weights came about).
 DEMO_MODELS = (
@@ -35,15 +45,23 @@ DEMO_MODELS = (
     ("gkc", "methods", "gkc/weights/synth-ov.pt",
      "trained by `ovbench train methods/gkc/configs/synth-ov.yaml` on synth-ov train, base classes"),
 )
+#: Detection rows on :data:`DETECTION_PROTOCOL_ID`: (name in ``baselines.reference.boxes.DETECTORS``, how
+#: it detects). Both start from the ``pixel-texture`` classifier fitted on synth-ov train, base classes.
+DEMO_DETECTORS = (
+    ("texture-boxes", "connected components of each predicted thing class (base classes only)"),
+    ("texture-boxes+clip", "connected thing-vs-stuff components, each box crop classified by the frozen tiny CLIP"),
+)
 
 
 @dataclass
 class DemoReport:
+    """What the demo wrote: ``markdown`` maps each protocol with rows to its Markdown table."""
+
     world: Path
     root: Path
     tables: Path
     records: list[Path] = field(default_factory=list)
-    table_markdown: Path | None = None
+    markdown: dict[str, Path] = field(default_factory=dict)
     plots: list[Path] = field(default_factory=list)
 
 
@@ -65,9 +83,16 @@ def speed_record(method: str, latencies_s: list[float], image_size: str) -> dict
 
 
 def demo_methods() -> list[str]:
-    """Every row the demo can run: the reference predictors, then :data:`DEMO_MODELS`."""
+    """Every row the demo can run: the reference predictors, :data:`DEMO_MODELS`, then :data:`DEMO_DETECTORS`."""
     from baselines.reference import PREDICTORS
-    return sorted(PREDICTORS) + [name for name, _, _, _ in DEMO_MODELS]
+    return sorted(PREDICTORS) + [name for name, _, _, _ in DEMO_MODELS] + [name for name, _ in DEMO_DETECTORS]
+
+
+def _ap50(metrics: dict, iou: str, cap: int = 100) -> str:
+    """``"AP50 all (base b, novel n)"`` of one IoU type at per-image cap ``cap``."""
+    m = metrics[iou]
+    return (f"{m[f'AP50_all@{cap}']:.1f} (base {m[f'AP50_base@{cap}']:.1f}, "
+            f"novel {m[f'AP50_novel@{cap}']:.1f})")
 
 
 def run_demo(workdir: Path, root: Path | None = None, seed: int = 0, bootstrap: int = 1000,
@@ -109,12 +134,13 @@ def run_demo(workdir: Path, root: Path | None = None, seed: int = 0, bootstrap: 
         log(f"      mIoU {m['mIoU']:.1f} (base {m['mIoU_base']:.1f}, novel {m['mIoU_novel']:.1f}, "
             f"hIoU {m['hIoU']:.1f}), {1 / statistics.fmean(latencies):.1f} img/s")
 
+    fitted = {}
     for name, cls in sorted(PREDICTORS.items()):
         if name not in chosen:
             continue
         log(f"[2/4] {name}: fitting on base classes of {PROTOCOL_ID} train, predicting val")
         start = time.perf_counter()
-        predictor = cls().fit(world, protocol)
+        fitted[name] = predictor = cls().fit(world, protocol)
         fit_s = time.perf_counter() - start
         pred_dir = workdir / "predictions" / name
         latencies = predictor.predict_split(world, protocol, pred_dir, progress=progress)
@@ -133,13 +159,57 @@ def run_demo(workdir: Path, root: Path | None = None, seed: int = 0, bootstrap: 
                   **{f"{k}_per_image": run.per_image(k) for k in run.counters if k != "images"}}
         record(name, pred_dir, run.latencies_s, config)
 
+    detectors = [name for name, _ in DEMO_DETECTORS if name in chosen]
+    if detectors:
+        _detection_rows(detectors, report, fitted.get("pixel-texture"), workdir / "predictions", seed, progress, log)
+
     log(f"[3/4] building the leaderboard from {root}")
     built = build_leaderboards(root, report.tables)
-    report.table_markdown = report.tables / f"{PROTOCOL_ID}.md"
-    report.plots = [p for p in built.plots if p.name.startswith(PROTOCOL_ID)]
     log("[4/4] done\n")
-    log(report.table_markdown.read_text())
+    for pid in (PROTOCOL_ID, DETECTION_PROTOCOL_ID):
+        if pid not in built.protocols:
+            continue
+        report.markdown[pid] = report.tables / f"{pid}.md"
+        plots = [p for p in built.plots if p.name.startswith(f"{pid}__")]
+        report.plots += plots
+        log(report.markdown[pid].read_text())
+        for plot in plots:
+            log(f"plot:   {plot}")
     log(f"tables: {report.tables}")
-    for plot in report.plots:
-        log(f"plot:   {plot}")
     return report
+
+
+def _detection_rows(rows: Sequence[str], report: DemoReport, texture: "PixelTextureClassifier | None",
+                    pred_dir: Path, seed: int, progress: bool, log: Callable[[str], None]) -> None:
+    """The :data:`DEMO_DETECTORS` ``rows`` on :data:`DETECTION_PROTOCOL_ID` val: predict into
+    ``pred_dir/<row>.json`` (timed per image), score, write a result and a speed record each.
+    ``texture``: the demo's fitted ``pixel-texture`` classifier, or None to fit one here on
+    :data:`PROTOCOL_ID` train. Logs the seconds the rows took in all (a fit here included)."""
+    from baselines.reference import PixelTextureClassifier
+    from baselines.reference.boxes import DETECTORS
+    from ovbench.inference.detection import predict_protocol_detection
+
+    segmentation, protocol = get_protocol(PROTOCOL_ID), get_protocol(DETECTION_PROTOCOL_ID)
+    side = read_world(report.world)["sizes"]["image_size"]
+    start = time.perf_counter()
+    texture = texture if texture is not None else PixelTextureClassifier().fit(report.world, segmentation)
+    names = {c.id: c.name for c in segmentation.require_classes()}   # label-map class id -> name
+    for name in rows:
+        log(f"[2/4] {name} ({DETECTION_PROTOCOL_ID} detection): {dict(DEMO_DETECTORS)[name]}; predicting val")
+        detector = DETECTORS[name](texture, names)
+        out = pred_dir / f"{name}.json"
+        run = predict_protocol_detection(detector, protocol, report.world, out, overwrite=True, progress=progress)
+        run.counters = detector.counters()   # the writer assumes no CLIP; the detector counts its own forwards
+        result = evaluate_detection_submission(protocol, out, report.world, progress=progress)
+        inputs = {"predictions": str(out), "predictions_sha256": result.predictions_sha256,
+                  "ground_truth_sha256": result.ground_truth_sha256, "num_images": result.num_images,
+                  "num_detections": result.num_detections}
+        config = {**detector.config(), "label_maps": f"pixel-texture, fitted on {segmentation.id} train, base "
+                                                     f"classes only",
+                  "clip_image_forwards_per_image": run.per_image("clip_image_forwards"), "world_seed": seed}
+        rec = reproduced_record(name, protocol, result.metrics, inputs, config, evaluation=result.evaluation_info())
+        report.records.append(write_record_with_per_image(report.root, rec, None, None))
+        report.records.append(write_speed_record(report.root, speed_record(name, run.latencies_s, f"{side}x{side}")))
+        log(f"      box AP50 {_ap50(result.metrics, 'bbox')}, mask AP50 {_ap50(result.metrics, 'segm')}, "
+            f"{1 / statistics.fmean(run.latencies_s):.1f} img/s")
+    log(f"      {DETECTION_PROTOCOL_ID} rows: {time.perf_counter() - start:.1f} s in all")

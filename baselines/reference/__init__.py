@@ -1,6 +1,10 @@
 """Reference predictors: simple, honest per-pixel classifiers trained in seconds on the base
 classes of synth-ov's train split. They stand in for real models in the demo; never having seen
-a novel label, they can only ever predict base classes."""
+a novel label, they can only ever predict base classes.
+
+:mod:`baselines.reference.boxes` turns the texture classifier's label maps into the demo's
+reference detectors for synth-ovd (one of them open-vocabulary through a frozen CLIP); it is not
+imported here, so that the pixel predictors load without CLIP."""
 from __future__ import annotations
 
 from pathlib import Path

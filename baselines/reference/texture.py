@@ -87,13 +87,23 @@ class PixelTextureClassifier(PixelPredictor):
         self.weights_ = res.x.reshape(xb.shape[1], k)
         return self
 
-    def predict(self, image: np.ndarray) -> np.ndarray:
+    def _logits(self, image: np.ndarray) -> np.ndarray:
+        """Class logits ``(H*W, K)`` float32 of an HxWx3 uint8 image, K = ``len(classes_)``."""
         if self.classes_ is None:
             raise OvbenchError(f"{self.name}: call fit() or load() before predict()")
         image = self._check_image(image)
         f = (pixel_features(image) - self.mean_.astype(np.float32)) / self.scale_.astype(np.float32)
-        logits = f @ self.weights_[:-1].astype(np.float32) + self.weights_[-1].astype(np.float32)
-        return self.classes_[logits.argmax(1)].astype(np.uint8).reshape(image.shape[:2])
+        return f @ self.weights_[:-1].astype(np.float32) + self.weights_[-1].astype(np.float32)
+
+    def predict(self, image: np.ndarray) -> np.ndarray:
+        return self.classes_[self._logits(image).argmax(1)].astype(np.uint8).reshape(image.shape[:2])
+
+    def probabilities(self, image: np.ndarray) -> np.ndarray:
+        """Softmax class probabilities ``(H, W, K)`` float32 of each pixel; channel k is class
+        ``classes_[k]`` and the arg-max over k is :meth:`predict`'s label."""
+        logits = self._logits(image)
+        p = np.exp(logits - logits.max(1, keepdims=True))
+        return (p / p.sum(1, keepdims=True)).reshape(*image.shape[:2], -1)
 
     def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         return ({"pixels_per_image": self.pixels_per_image, "max_iter": self.max_iter, "l2": self.l2,
