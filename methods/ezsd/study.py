@@ -2,19 +2,19 @@
 full schedule and at a quarter of it, with its training time, recorded as one study.
 
 ``python -m methods.ezsd.study --data-root WORLD --runs DIR [--seeds 0 1 2] [--iterations 300]
-[--root leaderboards] [--only NAME ...]`` builds what is missing and reuses what exists:
+[--root leaderboards] [--only NAME ...] [--schedules full quarter]`` builds what is missing and reuses what exists:
 
 1. the offline parts, computed once for all seeds (neither paper counts them as training time):
    EZSD's re-normalised tiny CLIP (``methods/ezsd/configs/renorm-synth-ovd.yaml``), EZSD's region
    caches embedded by that CLIP and by the raw one (for the "no re-normalisation" ablation), and
    ViLD's proposal cache from the RPN of the seed-``seeds[0]`` ViLD-text run;
-2. each (variant, schedule, seed) detector: trained (``model.pt`` reused when present), timed
+2. each (seed, variant, schedule) detector, seeds outermost: trained (``model.pt`` reused when present), timed
    (wall-clock seconds of ``train_detector``, in ``config.train_seconds`` of the record), predicted
    on ``synth-ovd`` val and evaluated; one reproduced record each with ``config.study`` (see
    :mod:`ovbench.leaderboard.studies`), so ``<root>/tables/synth-ovd__<study>.md`` shows mean ± std
    over seeds, images per second at test and the training time.
 
-Schedules: "full" is ``--iterations`` steps; "¼ steps" is a quarter of them; a variant's LR
+Schedules: "full" is ``--iterations`` steps; "quarter" (labelled "¼ steps") is a quarter of them; a variant's LR
 milestones and warm-up scale with its length. Every run uses :data:`STUDY_OVERRIDES` (the synthetic
 detector without its mask head: the claims are box AP50) on top of the variant's own config.
 """
@@ -55,7 +55,8 @@ STUDY_OVERRIDES = ("model.mask=false",)
 REGION_SETTINGS = RegionSettings(stride=16, sides=(16.0, 32.0, 64.0, 128.0))
 #: ViLD's cached proposals per training image (ViLD: 300 per 1024 px image; the synth config uses 100).
 VILD_TOP = 100
-SCHEDULES = {"full": 1.0, "¼ steps": 0.25}
+#: Schedule name -> (fraction of ``--iterations``, the label in the table).
+SCHEDULES = {"full": (1.0, "full"), "quarter": (0.25, "¼ steps")}
 
 
 @dataclass(frozen=True)
@@ -178,41 +179,45 @@ def evaluate_run(model_path: Path, data_root: Path, predictions: Path, progress:
 
 
 def run_study(data_root: Path, runs: Path, root: Path, seeds: Sequence[int], iterations: int,
-              only: Sequence[str] = (), study: str = "ezsd-vs-vild", progress: bool = True) -> list[Path]:
-    """Offline parts, then train, predict, evaluate and record every (variant, schedule, seed)."""
+              only: Sequence[str] = (), study: str = "ezsd-vs-vild", progress: bool = True,
+              schedules: Sequence[str] = tuple(SCHEDULES)) -> list[Path]:
+    """Offline parts, then train, predict, evaluate and record every (seed, variant, schedule) of the
+    ``only`` variants (default all) at the given ``schedules``."""
     unknown = sorted(set(only) - {v.name for v in VARIANTS})
     if unknown:
         raise OvbenchError(f"unknown variant(s) {unknown}; known: {[v.name for v in VARIANTS]}")
+    if not set(schedules) <= set(SCHEDULES):
+        raise OvbenchError(f"unknown schedule(s) {sorted(set(schedules) - set(SCHEDULES))}; known: {list(SCHEDULES)}")
     parts = OfflineParts(runs)
     if any(v.regions for v in VARIANTS if not only or v.name in only):
         build_ezsd_offline(parts, data_root, progress)
     protocol = get_protocol(PROTOCOL_ID)
-    records, row = [], 0
-    for variant in VARIANTS:
-        for schedule in variant.schedules:
-            row += 1
-            if only and variant.name not in only:
+    rows = [(variant, schedule) for variant in VARIANTS for schedule in variant.schedules]
+    records = []
+    for seed in seeds:                       # seeds outermost: an interrupted study has every row's first seeds
+        for order, (variant, schedule) in enumerate(rows, start=1):
+            if (only and variant.name not in only) or schedule not in schedules:
                 continue
-            steps = max(1, round(iterations * SCHEDULES[schedule]))
-            for seed in seeds:
-                if variant.proposals and not (parts.proposals / "manifest.json").is_file():
-                    build_vild_proposals(parts, data_root, runs, seeds[0], iterations, progress)
-                name = f"{variant.name} ({schedule})"
-                out = runs / f"{slug(name)}-seed{seed}"
-                overrides = run_overrides(variant, parts, steps, seed)
-                model, seconds = train_timed(variant, overrides, data_root, out, progress)
-                metrics, inputs, images_per_s = evaluate_run(model, data_root, out / "val.json", progress)
-                config = {"study": {"name": study, "variant": name, "seed": seed, "order": row},
-                          "model": str(model), "run_config": variant.config.relative_to(PACKAGES_DIR).as_posix(),
-                          "overrides": overrides, "iterations": steps, "images_per_s": images_per_s}
-                if seconds is not None:
-                    config["train_seconds"] = round(seconds, 1)
-                record = reproduced_record(f"{study}/{slug(name)}/seed{seed}", protocol, metrics, inputs, config)
-                records.append(write_record_with_per_image(root, record, None, None))
-                box = metrics.get("bbox", {})
-                print(f"{name} seed {seed}: box AP50@100 novel {box.get('AP50_novel@100', float('nan')):.1f} "
-                      f"base {box.get('AP50_base@100', float('nan')):.1f}, trained in "
-                      f"{'?' if seconds is None else f'{seconds:.0f}'} s")
+            if variant.proposals and not (parts.proposals / "manifest.json").is_file():
+                build_vild_proposals(parts, data_root, runs, seeds[0], iterations, progress)
+            fraction, label = SCHEDULES[schedule]
+            name = f"{variant.name} ({label})"
+            steps = max(1, round(iterations * fraction))
+            out = runs / f"{slug(name)}-seed{seed}"
+            overrides = run_overrides(variant, parts, steps, seed)
+            model, seconds = train_timed(variant, overrides, data_root, out, progress)
+            metrics, inputs, images_per_s = evaluate_run(model, data_root, out / "val.json", progress)
+            config = {"study": {"name": study, "variant": name, "seed": seed, "order": order},
+                      "model": str(model), "run_config": variant.config.relative_to(PACKAGES_DIR).as_posix(),
+                      "overrides": overrides, "iterations": steps, "images_per_s": images_per_s}
+            if seconds is not None:
+                config["train_seconds"] = round(seconds, 1)
+            record = reproduced_record(f"{study}/{slug(name)}/seed{seed}", protocol, metrics, inputs, config)
+            records.append(write_record_with_per_image(root, record, None, None))
+            box = metrics.get("bbox", {})
+            print(f"{name} seed {seed}: box AP50@100 novel {box.get('AP50_novel@100', float('nan')):.1f} "
+                  f"base {box.get('AP50_base@100', float('nan')):.1f}, trained in "
+                  f"{'?' if seconds is None else f'{seconds:.0f}'} s", flush=True)
     build_leaderboards(root, root / "tables")
     return records
 
@@ -236,11 +241,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--iterations", type=int, default=300, help="steps of the full schedule (¼ runs get a quarter)")
     p.add_argument("--only", nargs="+", default=[], metavar="VARIANT", help="run only these variants")
+    p.add_argument("--schedules", nargs="+", default=list(SCHEDULES), choices=list(SCHEDULES),
+                   help="run only these schedules")
     p.add_argument("--study", default="ezsd-vs-vild", help="study name (the table's file name)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     run_study(args.data_root, args.runs, args.root, args.seeds, args.iterations, args.only, args.study,
-              progress=not args.no_progress)
+              progress=not args.no_progress, schedules=args.schedules)
     return 0
 
 
