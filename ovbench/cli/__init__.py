@@ -11,12 +11,12 @@ import sys
 from typing import Callable, Sequence
 
 import ovbench
-from ovbench.cli import (benchmark_cmd, compare_cmd, data_cmd, davis_cmd, demo_cmd, evaluate_cmd, leaderboard_cmd,
-                         list_cmd, predict_cmd, profile_cmd, train_cmd, vocab_cmd)
+from ovbench.cli import (audit_cmd, benchmark_cmd, compare_cmd, data_cmd, davis_cmd, demo_cmd, evaluate_cmd,
+                         leaderboard_cmd, list_cmd, predict_cmd, profile_cmd, train_cmd, vocab_cmd)
 from ovbench.errors import OvbenchError
 
 COMMANDS = (list_cmd, evaluate_cmd, davis_cmd, compare_cmd, leaderboard_cmd, data_cmd, train_cmd, predict_cmd,
-            benchmark_cmd, profile_cmd, demo_cmd, vocab_cmd)
+            benchmark_cmd, profile_cmd, demo_cmd, vocab_cmd, audit_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

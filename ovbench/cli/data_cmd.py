@@ -1,8 +1,10 @@
-"""``ovbench data``: generate the synthetic world (``synth``) or prepare a real dataset's files (``prepare``).
+"""``ovbench data``: generate the synthetic world (``synth``), prepare a real dataset's files (``prepare``),
+check the prepared files (``check``).
 
 ``ovbench data prepare NAME --root DIR`` turns the official files of dataset NAME found below DIR
 into the files its protocols read (see :mod:`ovbench.prepare`); it downloads nothing and says
-which files are missing and where to get them.
+which files are missing and where to get them. ``ovbench data check [PROTOCOL ...] --data-root DIR``
+says, per protocol, whether those files are there and sane (see :mod:`ovbench.prepare.check`).
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import time
 from pathlib import Path
 
 from ovbench.prepare import PREPARERS, Preparer, prepare
+from ovbench.prepare.check import ABSENT, FAIL, SAMPLE, ProtocolCheck, check_data
 from ovbench.synth import generate_world
 from ovbench.synth.pretrain_clip import PretrainConfig, pretrain_tiny_clip
 
@@ -38,6 +41,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="data root holding the official files (pass it as --data-root later)")
     r.add_argument("--no-progress", action="store_true")
     r.set_defaults(func=run_prepare)
+
+    k = data_sub.add_parser(
+        "check", help="check that the prepared files of protocols are there and sane; lists what is missing "
+                      "and the command that writes it")
+    k.add_argument("protocols", nargs="*", metavar="PROTOCOL",
+                   help="protocol ids (default: every protocol whose data folder is below --data-root)")
+    k.add_argument("--data-root", type=Path, required=True, help="the data root the protocols read")
+    k.add_argument("--full", action="store_true",
+                   help=f"decode every label map / check every image file (default: {SAMPLE} per protocol)")
+    k.add_argument("--no-progress", action="store_true")
+    k.set_defaults(func=run_check)
 
     c = data_sub.add_parser("pretrain-clip", help="train the tiny CLIP on the synthetic world's image-caption pairs")
     c.add_argument("--world", type=Path, required=True, help="folder written by `ovbench data synth`")
@@ -78,6 +92,32 @@ def run_prepare(args: argparse.Namespace) -> int:
     for note in report.notes:
         print(f"  note: {note}")
     return 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """One line per protocol, then each failing protocol's problems and fix; 1 if any fails or none is found."""
+    results = check_data(args.protocols, args.data_root, full=args.full, progress=not args.no_progress)
+    width = max(len(r.protocol) for r in results)
+    for r in results:
+        print(f"{r.protocol:<{width}}  {r.status:<6}  {r.summary}" + (f"; {len(r.problems)} problem(s)"
+                                                                     if r.problems else ""))
+    failed = [r for r in results if r.status == FAIL]
+    for r in failed:
+        _print_problems(r)
+    if all(r.status == ABSENT for r in results):
+        print(f"no protocol's data folder is below {args.data_root}; pass the folder given to "
+              f"`ovbench data prepare --root` or `ovbench data synth --out`")
+        return 1
+    return 1 if failed else 0
+
+
+def _print_problems(result: ProtocolCheck, shown: int = 20) -> None:
+    print(f"\n{result.protocol}: {len(result.problems)} problem(s)")
+    for problem in result.problems[:shown]:
+        print(f"  - {problem}")
+    if len(result.problems) > shown:
+        print(f"  ... and {len(result.problems) - shown} more")
+    print(f"  fix: {result.fix}")
 
 
 def run_pretrain_clip(args: argparse.Namespace) -> int:

@@ -24,6 +24,7 @@ from ovbench.errors import OvbenchError, ValidationError
 from ovbench.metrics.bootstrap import bootstrap_ci, miou_metric
 from ovbench.metrics.confusion import LabelRuns, SparseConfusion, StreamingConfusion
 from ovbench.metrics.semseg import semseg_metrics
+from ovbench.protocols.audit import unseen_class_ids
 from ovbench.protocols.schema import Protocol
 from ovbench.records.provenance import combined_digest
 from ovbench.submissions.semseg import SemsegSubmission, expected_dtype
@@ -126,11 +127,16 @@ def _score_task(task: tuple[str, str | bytes, str, str]) -> ImageResult:
 
 
 class SemsegAccumulator:
-    """Streaming state of one evaluation: the confusion matrix, optional per-image statistics."""
+    """Streaming state of one evaluation: the confusion matrix, optional per-image statistics.
+
+    Protocols partitioned by the overlap rule also get ``mIoU_unseen`` over the leakage audit's
+    unseen classes (:func:`~ovbench.protocols.audit.unseen_class_ids`).
+    """
 
     def __init__(self, protocol: Protocol, keep_per_image: bool = False) -> None:
         self.protocol = protocol
         self.keep_per_image = keep_per_image
+        self.unseen_ids = unseen_class_ids(protocol)
         self.reset()
 
     def reset(self) -> None:
@@ -153,7 +159,7 @@ class SemsegAccumulator:
 
     def metrics(self) -> dict[str, Any]:
         p = self.protocol
-        m = semseg_metrics(self.confusion.per_class(), p.class_ids("base"), p.class_ids("novel"))
+        m = semseg_metrics(self.confusion.per_class(), p.class_ids("base"), p.class_ids("novel"), self.unseen_ids)
         m["num_images"] = len(self.image_ids)
         return m
 

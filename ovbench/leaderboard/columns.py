@@ -70,6 +70,7 @@ TASK_VIEWS: dict[str, TaskView] = {
             Column("mIoU_base", ("mIoU_base",)),
             Column("mIoU_novel", ("mIoU_novel",)),
             Column("hIoU", ("hIoU",)),
+            Column("mIoU_unseen", ("mIoU_unseen",), optional=True),
             Column("mIoU_mmseg", ("mIoU_mmseg",)),
             Column("pAcc", ("pAcc",)),
             Column("mAcc", ("mAcc",)),

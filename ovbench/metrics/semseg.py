@@ -11,6 +11,9 @@ Conventions (stated in every protocol):
   positive of an absent class counts as IoU 0.
 - ``mIoU_base`` / ``mIoU_novel`` — the detectron2 mean restricted to one partition; ``hIoU`` their
   harmonic mean.
+- ``mIoU_unseen`` — the same mean over the classes a leakage audit found truly unseen (no shared
+  name, synonym or WordNet synset; :mod:`ovbench.protocols.audit`), with ``num_unseen_classes``;
+  only when ``unseen_ids`` is given.
 - ``IoU`` — per class id (string keys, never display names); ``None`` for classes without
   ground-truth pixels, matching ``mIoU``.
 """
@@ -32,8 +35,12 @@ def harmonic_mean(a: float | None, b: float | None) -> float | None:
     return 0.0 if a + b == 0 else 2 * a * b / (a + b)
 
 
-def semseg_metrics(stats: np.ndarray, base_ids: Sequence[int], novel_ids: Sequence[int]) -> dict[str, Any]:
-    """Every semseg metric of ``stats`` (shape ``(3, K)``); undefined values are ``None``."""
+def semseg_metrics(stats: np.ndarray, base_ids: Sequence[int], novel_ids: Sequence[int],
+                   unseen_ids: Sequence[int] | None = None) -> dict[str, Any]:
+    """Every semseg metric of ``stats`` (shape ``(3, K)``); undefined values are ``None``.
+
+    ``unseen_ids`` (the audit's truly unseen classes) adds ``mIoU_unseen`` and ``num_unseen_classes``.
+    """
     inter, gt, pred = (np.asarray(s, dtype=np.float64) for s in stats)
     union = gt + pred - inter
     has_gt = gt > 0
@@ -47,7 +54,7 @@ def semseg_metrics(stats: np.ndarray, base_ids: Sequence[int], novel_ids: Sequen
 
     total_gt = gt.sum()
     m_base, m_novel = partition_miou(base_ids), partition_miou(novel_ids)
-    return {
+    metrics = {
         "mIoU": _mean_or_none(iou[has_gt]),
         "mIoU_mmseg": _mean_or_none(iou[has_union]),
         "mIoU_base": m_base,
@@ -59,6 +66,10 @@ def semseg_metrics(stats: np.ndarray, base_ids: Sequence[int], novel_ids: Sequen
         "IoU": {str(c): (float(iou[c] * 100) if has_gt[c] else None) for c in range(len(iou))},
         "num_classes_with_gt": int(has_gt.sum()),
     }
+    if unseen_ids is not None:
+        metrics["mIoU_unseen"] = partition_miou(unseen_ids)
+        metrics["num_unseen_classes"] = len(unseen_ids)
+    return metrics
 
 
 def miou_batch(stats: np.ndarray, class_ids: Sequence[int] | None = None) -> np.ndarray:

@@ -50,13 +50,18 @@ class PrepareReport:
 
 @dataclass(frozen=True)
 class Preparer:
-    """A named preparer. ``run(root, progress)`` does the work once the inputs are known to exist."""
+    """A named preparer. ``run(root, progress)`` does the work once the inputs are known to exist.
+
+    ``protocols`` are the ids of the protocols whose files it writes; ``ovbench data check``
+    names this preparer when one of their files is missing.
+    """
 
     name: str
     help: str
     inputs: tuple[InputFile, ...]
     outputs: tuple[str, ...]
     run: Callable[[Path, bool], PrepareReport]
+    protocols: tuple[str, ...] = ()
 
     def missing_inputs(self, root: Path) -> list[InputFile]:
         return [f for f in self.inputs

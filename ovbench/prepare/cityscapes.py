@@ -113,6 +113,7 @@ PREPARER = Preparer(
     inputs=(InputFile(IMAGES + "/val/", "Cityscapes val images (<city>/<frame>_leftImg8bit.png)", SOURCE),
             InputFile(GT + "/val/", "Cityscapes val fine annotations (<city>/<frame>_gtFine_labelIds.png)", SOURCE)),
     outputs=(f"{GT}/val/<city>/<frame>{TRAIN_IDS_SUFFIX}", f"{GT}/train/<city>/<frame>{TRAIN_IDS_SUFFIX}"),
-    run=run)
+    run=run,
+    protocols=("cityscapes-19",))
 
 __all__ = ["PREPARER"]

@@ -90,4 +90,5 @@ PREPARER = Preparer(
     inputs=(InputFile(VAL_IN, "COCO 2017 val instances", SOURCE),
             InputFile(TRAIN_IN, "COCO 2017 train instances", SOURCE)),
     outputs=(VAL_OUT, TRAIN_OUT),
-    run=run)
+    run=run,
+    protocols=("coco-ovd",))

@@ -177,4 +177,5 @@ PREPARER = Preparer(
     inputs=(InputFile(VAL_IN, "LVIS v1 val annotations", SOURCES[VAL_IN]),
             InputFile(TRAIN_IN, "LVIS v1 train annotations", SOURCES[TRAIN_IN])),
     outputs=(CLASS_TABLE_OUT, TRAIN_OUT),
-    run=run)
+    run=run,
+    protocols=("lvis-ovd",))

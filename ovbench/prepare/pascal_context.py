@@ -227,6 +227,7 @@ PREPARER = Preparer(
             InputFile(MATS + "/", "PASCAL-Context full annotations (<id>.mat with LabelMap)", CONTEXT_SOURCE),
             InputFile(LABELS_TXT, "PASCAL-Context label names (<id>: <name>, 459 lines)", CONTEXT_SOURCE)),
     outputs=(IMAGES_OUT + "/", CTX459_OUT + "/", CTX59_OUT + "/", CLASS_TABLE_OUT),
-    run=run)
+    run=run,
+    protocols=("pascal-context-59", "pascal-context-459"))
 
 __all__ = ["PREPARER", "class_table", "read_labels_txt", "tiff_bytes"]

@@ -235,7 +235,8 @@ PREPARER = Preparer(
             InputFile(IMAGES + "/", "VOC2012 images (<id>.jpg)", SOURCE),
             InputFile(LABELS + "/", "VOC2012 class segmentations (<id>.png, palette PNGs)", SOURCE)),
     outputs=(IMAGES_OUT + "/", LABELS_OUT + "/"),
-    run=run)
+    run=run,
+    protocols=("pascal-voc-20",))
 
 __all__ = ["PREPARER", "check_size", "class_counts", "image_counts", "image_size", "label_table", "link_or_copy",
            "png_bytes", "read_id_list", "remove_stale", "require_files", "write_counts", "write_if_changed"]

@@ -397,6 +397,7 @@ PREPARER = Preparer(
     help="VIPSeg_720P panoptic masks -> vipseg-ov label maps (val, base-only train) and vipseg-ov-instance tracks",
     inputs=tuple(_iter_inputs()),
     outputs=(SEMANTIC_OUT["val"] + "/", SEMANTIC_OUT["train"] + "/", INSTANCES_OUT["val"], INSTANCES_OUT["train"]),
-    run=run)
+    run=run,
+    protocols=("vipseg-ov", "vipseg-ov-instance"))
 
 __all__ = ["PREPARER", "build_tables", "video_list_sha256"]

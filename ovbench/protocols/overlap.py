@@ -3,7 +3,8 @@
 For cross-dataset protocols (train on COCO, test elsewhere) a test class is *base* when its name
 or one of its synonyms equals, after normalisation, a name or synonym of some training class;
 otherwise it is *novel*. The partition stored in each cross-dataset protocol file is this rule's
-output; a test keeps the two in step.
+output; a test keeps the two in step. The leakage audit (:mod:`ovbench.protocols.audit`) splits
+these matches into name and synonym levels and adds shared WordNet synsets.
 """
 from __future__ import annotations
 
