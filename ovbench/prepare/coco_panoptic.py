@@ -344,7 +344,8 @@ def _convert_split(jobs: Sequence[_Job], split: str, progress: bool) -> _SplitRe
 
 def _converted(jobs: Sequence[_Job]) -> Iterator[_Converted]:
     """:func:`_convert` of each job, in order: in this process for a small split, else in a pool of
-    processes (leaving the pool, also on an error, ends its workers at once)."""
+    spawned processes (safe beside threads; a script calling the preparer must guard its entry point
+    with ``if __name__ == "__main__"``). Leaving the pool, also on an error, ends its workers at once."""
     affinity = getattr(os, "sched_getaffinity", None)
     workers = min(MAX_WORKERS, len(affinity(0)) if affinity else os.cpu_count() or 1)
     if workers < 2 or len(jobs) < PARALLEL_MIN_IMAGES:
