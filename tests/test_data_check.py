@@ -143,10 +143,17 @@ def test_real_protocol_counts_and_dataset_class_table(tmp_path):
 
 def test_the_preparer_listing_a_protocol_is_the_fix(monkeypatch, tmp_path):
     assert fix_command(get_protocol("synth-ovd"), tmp_path) == f"ovbench data synth --out {tmp_path}"
+    assert fix_command(get_protocol("ade-150"), tmp_path) == f"ovbench data prepare ade20k --root {tmp_path}"
     fake = Preparer(name="fake-ade", help="", inputs=(), outputs=(), run=lambda root, progress: None,
                     protocols=("ade-150",))
     monkeypatch.setitem(PREPARERS, fake.name, fake)
-    assert fix_command(get_protocol("ade-150"), tmp_path) == f"ovbench data prepare fake-ade --root {tmp_path}"
+    assert fix_command(get_protocol("ade-150"), tmp_path) == \
+        f"ovbench data prepare ade20k --root {tmp_path} or ovbench data prepare fake-ade --root {tmp_path}"
+
+
+def test_every_real_protocol_has_a_preparer():
+    listed = {pid for preparer in PREPARERS.values() for pid in preparer.protocols}
+    assert {pid for pid in protocol_ids() if not pid.startswith("synth-")} <= listed
 
 
 def test_preparers_list_registered_protocols():

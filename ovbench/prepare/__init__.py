@@ -9,12 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from ovbench.errors import OvbenchError
-from ovbench.prepare import cityscapes, coco_ovd, coco_panoptic, lvis, pascal_context, pascal_voc, vipseg
+from ovbench.prepare import (ade20k, ade20k_full, cityscapes, coco_ovd, coco_panoptic, lvis, pascal_context, pascal_voc,
+                             vipseg)
 from ovbench.prepare.base import FileSummary, InputFile, Preparer, PrepareReport
 
 PREPARERS: dict[str, Preparer] = {p.name: p for p in (
-    coco_ovd.PREPARER, coco_panoptic.PREPARER, lvis.PREPARER, vipseg.PREPARER, pascal_context.PREPARER,
-    pascal_voc.PREPARER, cityscapes.PREPARER)}
+    coco_ovd.PREPARER, coco_panoptic.PREPARER, lvis.PREPARER, vipseg.PREPARER, ade20k.PREPARER, ade20k_full.PREPARER,
+    pascal_context.PREPARER, pascal_voc.PREPARER, cityscapes.PREPARER)}
 
 
 def prepare(name: str, root: Path | str, progress: bool = True) -> PrepareReport:

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from ovbench.data.label_io import LabelDecodeError, decode_label_map
 from ovbench.errors import OvbenchError, ValidationError
 from ovbench.prepare.base import FileSummary, InputFile, Preparer, PrepareReport
-from ovbench.prepare.pascal_voc import check_size, class_counts, image_size, label_table, png_bytes, write_if_changed
+from ovbench.prepare.files import check_size, class_counts, image_size, label_table, png_bytes, write_if_changed
 from ovbench.protocols import get_protocol
 
 PROTOCOL = "cityscapes-19"

@@ -57,7 +57,7 @@ from ovbench.errors import OvbenchError, ValidationError
 from ovbench.prepare.base import FileSummary, InputFile, Preparer, PrepareReport
 from ovbench.prepare.instances import Doc
 from ovbench.prepare.jsonio import read_json_object, write_json
-from ovbench.prepare.pascal_voc import class_counts, image_size, png_bytes, remove_stale, write_counts
+from ovbench.prepare.files import class_counts, image_size, png_bytes, remove_stale, write_counts
 from ovbench.protocols import get_protocol
 from ovbench.records.store import atomic_write
 

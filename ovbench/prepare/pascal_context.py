@@ -37,7 +37,6 @@ output folders are removed.
 """
 from __future__ import annotations
 
-import io
 import json
 import re
 from collections import Counter
@@ -46,14 +45,13 @@ from typing import Any, Sequence
 
 import numpy as np
 import scipy.io
-from PIL import Image
 from tqdm import tqdm
 
 from ovbench.errors import OvbenchError
 from ovbench.prepare.base import FileSummary, InputFile, Preparer, PrepareReport
-from ovbench.prepare.pascal_voc import (check_size, class_counts, image_counts, image_size, label_table,
-                                        link_or_copy, png_bytes, read_id_list, remove_stale, require_files,
-                                        write_counts, write_if_changed)
+from ovbench.prepare.files import (check_size, class_counts, image_counts, image_size, label_table,
+                                   link_or_copy, png_bytes, read_id_list, remove_stale, require_files,
+                                   tiff_bytes, write_counts, write_if_changed)
 from ovbench.protocols import ClassInfo, get_protocol
 from ovbench.protocols.overlap import normalise_name
 
@@ -118,9 +116,9 @@ def run(root: Path, progress: bool = True) -> PrepareReport:
         FileSummary(CLASS_TABLE_OUT, "wrote", {"classes": len(table)}),
         FileSummary(IMAGES_OUT, "wrote", image_counts(len(ids), images, stale[IMAGES_OUT])),
         FileSummary(CTX459_OUT, "wrote", {"images": len(ids), **class_counts(lut459[present], IGNORE_459),
-                                          **write_counts(ctx459, stale[CTX459_OUT])}),
+                                     **write_counts(ctx459, stale[CTX459_OUT])}),
         FileSummary(CTX59_OUT, "wrote", {"images": len(ids), **class_counts(lut59[present], IGNORE_59),
-                                         **write_counts(ctx59, stale[CTX59_OUT])})))
+                                    **write_counts(ctx59, stale[CTX59_OUT])})))
 
 
 def read_labels_txt(path: Path) -> list[str]:
@@ -192,14 +190,6 @@ def _checked_label_map(root: Path, image_id: str) -> np.ndarray:
     return label_map
 
 
-def tiff_bytes(label: np.ndarray) -> bytes:
-    """A uint16 label map of shape (H, W) as a deflate-compressed 16-bit TIFF (PIL mode ``I;16``)."""
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(label, dtype=np.uint16)).save(
-        buf, format="TIFF", compression="tiff_adobe_deflate")
-    return buf.getvalue()
-
-
 def _json_bytes(obj: Any) -> bytes:
     """Indented JSON with a final newline: the bytes :func:`ovbench.prepare.jsonio.write_json` writes."""
     return (json.dumps(obj, indent=2, separators=(",", ": "), allow_nan=False) + "\n").encode()
@@ -230,4 +220,4 @@ PREPARER = Preparer(
     run=run,
     protocols=("pascal-context-59", "pascal-context-459"))
 
-__all__ = ["PREPARER", "class_table", "read_labels_txt", "tiff_bytes"]
+__all__ = ["PREPARER", "class_table", "read_labels_txt"]
