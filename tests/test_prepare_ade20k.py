@@ -311,6 +311,96 @@ def test_ade20k_full_bad_index(tmp_path: Path) -> None:
     assert not outputs(tmp_path)
 
 
+def make_large_val_image(root: Path) -> Path:
+    """Replace ADE_val_00000001 by a 744 x 800 px image (shorter side over 512); its image path. Its
+    objects: wall, with car in source column 92, person in column 93, adding machine in rows 3 and 799,
+    building in row 4, unlabelled row 798."""
+    key = ("validation", "urban/street", "ADE_val_00000001")
+    seg = np.full((800, 744), WALL)
+    seg[:, 92], seg[:, 93] = CAR, PERSON
+    seg[3], seg[4], seg[798], seg[799] = ADDING_MACHINE, BUILDING, 0, ADDING_MACHINE
+    Image.fromarray(encode_seg(seg), mode="RGB").save(seg_path(root, key))
+    yy, xx = np.mgrid[:800, :744]
+    rgb = np.stack([xx % 256, yy % 256, (xx + yy) % 256], axis=-1).astype(np.uint8)
+    image = seg_path(root, key).with_name("ADE_val_00000001.jpg")
+    Image.fromarray(rgb).save(image)
+    return image
+
+
+def test_ade20k_full_shrinks_like_maskformer(tmp_path: Path) -> None:
+    source = make_large_val_image(make_ade_full(tmp_path, training=False))
+    report = ade20k_full.PREPARER.prepare(tmp_path, progress=False)
+    base = tmp_path / "ADE20K_2021_17_01"
+    # 744 x 800 -> 512 x round(800 / 744 * 512) = round(550.54) = 551
+    label = read_tif(base / "annotations_detectron2/validation/ADE_val_00000001.tif")
+    assert label.shape == (551, 512)
+    # columns: output x copies source floor(x * 744 / 512) as cv2 computes it: 63 -> 91, 65 -> 94, and
+    # 64 -> 92 (cv2's double reciprocal lands just below 64 * 744 / 512 = 93), so car shows, person not
+    # rows: output y copies floor(y * 800 / 551): 2 -> 2, 3 -> 4 (source row 3 skipped), 550 -> 798 (799 skipped)
+    assert (label[0, 0], label[0, 63], label[0, 64], label[0, 65]) == (0, 0, 14, 0)
+    assert (label[2, 64], label[3, 0], label[3, 64], label[550, 64]) == (14, 1, 1, 65535)
+    assert np.flatnonzero(label[0] == 14).tolist() == [64]
+    assert set(np.unique(label).tolist()) == {0, 1, 14, 65535}  # no person (11), no adding machine (846)
+    image = base / "images_detectron2/validation/ADE_val_00000001.jpg"
+    with Image.open(image) as im:
+        assert (im.format, im.mode, im.size) == ("JPEG", "RGB", (512, 551))
+    assert not os.path.samefile(image, source)
+    small = base / "images_detectron2/validation/ADE_val_00000002.jpg"
+    assert os.path.samefile(small, base / "images/ADE/validation/home_or_hotel/bedroom/ADE_val_00000002.jpg")
+    images = summary(report, "ADE20K_2021_17_01/images_detectron2/validation")
+    assert images == {"images": 2, "resized": 1, "linked": 1, "copied": 0, "written": 1, "unchanged": 0,
+                      "stale_removed": 0}
+    assert any("shorter side over 512 px shrunk to 512" in n and "validation 1 of 2" in n for n in report.notes)
+    # a re-run rewrites nothing: the JPEG encoding is deterministic
+    before = outputs(tmp_path)
+    mtimes = {p: os.stat(tmp_path / p).st_mtime_ns for p in before}
+    again = summary(ade20k_full.PREPARER.prepare(tmp_path, progress=False),
+                    "ADE20K_2021_17_01/images_detectron2/validation")
+    assert outputs(tmp_path) == before
+    assert {p: os.stat(tmp_path / p).st_mtime_ns for p in before} == mtimes
+    assert (again["resized"], again["written"], again["unchanged"]) == (1, 0, 2)
+
+
+def test_ade20k_full_truncated_large_image_writes_nothing(tmp_path: Path) -> None:
+    source = make_large_val_image(make_ade_full(tmp_path, training=False))
+    source.write_bytes(source.read_bytes()[:2000])  # the header (size) still reads
+    with pytest.raises(OvbenchError) as e:
+        ade20k_full.PREPARER.prepare(tmp_path, progress=False)
+    assert str(e.value).startswith(f"{source}: cannot decode the image")
+    assert not outputs(tmp_path)
+
+
+@pytest.mark.parametrize("size, expected", [
+    ((2200, 1467), (768, 512)),   # 2200 / 1467 * 512 = 767.83
+    ((683, 512), (683, 512)),     # shorter side 512: not over 512
+    ((512, 400), (512, 400)),
+    ((400, 900), (400, 900)),     # the shorter side (400) decides, not the longer
+    ((600, 900), (512, 768)),     # portrait: 900 / 600 * 512 = 768
+    ((744, 800), (512, 551)),     # 800 / 744 * 512 = 550.54
+    ((1025, 1024), (512, 512)),   # 1025 / 1024 * 512 = 512.5 exactly: Python's round goes to the even 512
+    ((1027, 1024), (514, 512)),   # 513.5 -> 514 (even)
+    ((513, 513), (512, 512)),
+])
+def test_maskformer_size(size: tuple[int, int], expected: tuple[int, int]) -> None:
+    assert ade20k_full.maskformer_size(*size) == expected
+
+
+def test_nearest_and_bilinear_resampling() -> None:
+    assert ade20k_full.nearest_indices(4, 2).tolist() == [0, 2]
+    assert ade20k_full.nearest_indices(3, 2).tolist() == [0, 1]            # floor(1 * 1.5)
+    assert ade20k_full.nearest_indices(2, 5).tolist() == [0, 0, 0, 1, 1]    # enlarging: floor(i * 0.4)
+    assert ade20k_full.nearest_indices(1467, 512)[[1, 2, 3, 511]].tolist() == [2, 5, 8, 1464]  # i * 2.865
+    assert ade20k_full.nearest_indices(2200, 768)[[96, 288]].tolist() == [275, 824]  # 288 * 2200 / 768 = 825
+    label = np.arange(12, dtype=np.uint16).reshape(3, 4)
+    np.testing.assert_array_equal(ade20k_full.resize_nearest(label, (2, 2)), [[0, 2], [4, 6]])
+    # bilinear at cv2's positions (x + 0.5) * 9 / 3 - 0.5 = 3x + 1, no averaging over the 3-pixel footprint
+    stripes = Image.fromarray(np.array([[0, 90] * 4 + [0]] * 2, np.uint8))
+    assert np.asarray(ade20k_full.shrink_image(stripes, (3, 2))).tolist() == [[90, 0, 90]] * 2
+    # 8 -> 4: source position 2x + 0.5, halfway between two pixels
+    ramp = Image.fromarray(np.array([list(range(0, 80, 10))] * 2, np.uint8))
+    assert np.asarray(ade20k_full.shrink_image(ramp, (4, 2))).tolist() == [[5, 25, 45, 65]] * 2
+
+
 def test_object_id_table() -> None:
     ids = ade20k_full.load_object_ids()
     assert len(ids) == 847 and ids[:3] == [WALL, BUILDING, 2420] and ids[-1] == ADDING_MACHINE
